@@ -1,0 +1,295 @@
+"""Reading and writing model directories in the Hugging Face layout.
+
+A directory holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, possibly
+sharded with an `*.index.json`). Everything here is local: a name that is not a directory is
+looked up in the local Hugging Face cache, never on the network. Pickles are read with
+`weights_only=True`, so a checkpoint can never run code.
+
+Real checkpoints differ in small ways that must not stop a load (no SOP head, tied decoder
+weights present or absent, stray `position_ids` buffers, base-model weights in a head class or
+the reverse); everything else that does not fit is one error naming the keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from albert.config import CONFIG_NAME, PRESETS, AlbertConfig
+from albert.errors import AlbertError
+
+if TYPE_CHECKING:
+    from albert.modeling import AlbertPreTrainedModel
+
+logger = logging.getLogger("albert")
+SAFETENSORS_NAME = "model.safetensors"
+PICKLE_NAME = "pytorch_model.bin"
+BASE_PREFIXES = ("embeddings.", "encoder.", "pooler.")
+HEAD_PREFIXES = ("predictions.", "sop_classifier.", "classifier.", "qa_outputs.", "dropout.")
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
+# ----------------------------------------------------------------------------------------
+# finding the directory
+
+
+def hf_cache_dirs() -> list[Path]:
+    """The hub cache locations transformers would use (HF_HUB_CACHE, HF_HOME/hub, default)."""
+    dirs = []
+    if os.environ.get("HF_HUB_CACHE"):
+        dirs.append(Path(os.environ["HF_HUB_CACHE"]))
+    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        dirs.append(Path(os.environ["HUGGINGFACE_HUB_CACHE"]))
+    home = Path(
+        os.environ.get(
+            "HF_HOME", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+        )
+    )
+    dirs.append(home / "hub")
+    return dirs
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    candidates = [repo_id] if "/" in repo_id else [repo_id, f"albert/{repo_id}"]
+    for cache in hf_cache_dirs():
+        for candidate in candidates:
+            repo = cache / ("models--" + candidate.replace("/", "--"))
+            if not repo.is_dir():
+                continue
+            ref = repo / "refs" / "main"
+            if ref.is_file():
+                snapshot = repo / "snapshots" / ref.read_text().strip()
+                if snapshot.is_dir():
+                    return snapshot
+            snapshots = sorted((repo / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
+            if snapshots:
+                return snapshots[-1]
+    return None
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
+    """A local directory, or the snapshot of a hub name in the local cache; never downloads."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise AlbertError(f"{path} is a file; pass the model directory that contains it")
+    name = str(name_or_path)
+    looks_like_repo = name.count("/") <= 1 and not name.startswith((".", "/", "~")) and name.strip()
+    snapshot = _cached_snapshot(name) if looks_like_repo else None
+    if snapshot is not None:
+        return snapshot
+    hint = (
+        f"no directory {name!r} and no local Hugging Face cache entry for it (looked in "
+        f"{', '.join(str(d) for d in hf_cache_dirs())}); nothing is downloaded at run time: on a machine with "
+        f"internet access run `huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass DIR"
+    )
+    if name in PRESETS:
+        hint += f" (for a randomly initialised model use Model.from_preset({name!r}))"
+    raise AlbertError(hint)
+
+
+# ----------------------------------------------------------------------------------------
+# reading weights
+
+
+def _read_safetensors(file: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(file))
+    except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
+        raise AlbertError(
+            f"{file} is not a readable safetensors file ({str(e).splitlines()[0]}); it may be truncated or "
+            "corrupted: re-download or re-save it"
+        ) from None
+
+
+def _read_pickle(file: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(str(file), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AlbertError(
+            f"{file} is not a PyTorch state dict that can be loaded safely ({first[:200]}); only plain "
+            "tensor checkpoints are read (weights_only=True): re-save it with torch.save(model.state_dict())"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise AlbertError(f"{file} does not hold a state dict (a mapping of names to tensors)")
+    return state
+
+
+def _read_sharded(index_file: Path, reader: Any) -> dict[str, Tensor]:
+    try:
+        weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
+        raise AlbertError(f"{index_file} is not a valid shard index ({e})") from None
+    state: dict[str, Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        if not (index_file.parent / shard).is_file():
+            raise AlbertError(
+                f"shard {shard} listed in {index_file.name} is missing from {index_file.parent}"
+            )
+        state.update(reader(index_file.parent / shard))
+    return state
+
+
+def read_state_dict(directory: Path) -> dict[str, Tensor]:
+    """The raw tensors of a checkpoint directory (safetensors preferred)."""
+    for name, reader in ((SAFETENSORS_NAME, _read_safetensors), (PICKLE_NAME, _read_pickle)):
+        if (directory / name).is_file():
+            return reader(directory / name)
+        index = directory / (name + ".index.json")
+        if index.is_file():
+            return _read_sharded(index, reader)
+    raise AlbertError(
+        f"{directory} has no {SAFETENSORS_NAME} or {PICKLE_NAME}; is this a model directory? "
+        "(save one with model.save_pretrained(DIR))"
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# fitting a checkpoint's keys to a model
+
+
+def _normalise_keys(state: dict[str, Tensor], model: AlbertPreTrainedModel) -> dict[str, Tensor]:
+    """Rename/drop the harmless differences between real checkpoints and this model."""
+    has_prefix = hasattr(model, "albert")
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.endswith((".position_ids", ".token_type_ids")) or key == "predictions.decoder.weight":
+            continue  # buffers, and the decoder tied to the word embeddings
+        if key == "predictions.decoder.bias":
+            key = "predictions.bias"
+            if key in state:
+                continue
+        if has_prefix and key.startswith(BASE_PREFIXES):
+            key = "albert." + key  # a base-model checkpoint loaded into a head class
+        elif not has_prefix and key.startswith("albert."):
+            key = key[len("albert.") :]  # a head checkpoint loaded into AlbertModel
+        out[key] = value
+    return out
+
+
+def _is_optional(key: str) -> bool:
+    """Keys a checkpoint may lack: task heads and the pooler (re-initialised with a warning)."""
+    bare = key.removeprefix("albert.")
+    return key.startswith(HEAD_PREFIXES) or bare.startswith("pooler.")
+
+
+def fit_state_dict(model: AlbertPreTrainedModel, state: dict[str, Tensor], source: str) -> None:
+    """Load `state` into `model` or raise one AlbertError naming every problem."""
+    state = _normalise_keys(state, model)
+    expected = model.state_dict()
+    unexpected = [k for k in state if k not in expected and not _is_optional(k)]
+    missing = [k for k in expected if k not in state]
+    required_missing = [k for k in missing if not _is_optional(k)]
+    problems = []
+    word_key = next((k for k in expected if k.endswith("embeddings.word_embeddings.weight")), None)
+    if word_key in state and state[word_key].shape != expected[word_key].shape:
+        rows = state[word_key].shape[0]
+        problems.append(
+            f"config vocab_size={model.config.vocab_size} but the checkpoint's word embeddings have {rows} rows "
+            f"(and width {state[word_key].shape[1]} vs embedding_size={model.config.embedding_size}); "
+            f"fix config.json or pass vocab_size={rows}"
+        )
+    shape_errors = [
+        f"{k} {tuple(state[k].shape)} vs expected {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and k != word_key and state[k].shape != v.shape
+    ]
+    if shape_errors:
+        problems.append(
+            "mis-shaped: " + ", ".join(shape_errors[:8]) + (" ..." if len(shape_errors) > 8 else "")
+        )
+    if required_missing:
+        problems.append(
+            "missing: " + ", ".join(required_missing[:8]) + (" ..." if len(required_missing) > 8 else "")
+        )
+    if unexpected:
+        problems.append("unexpected: " + ", ".join(unexpected[:8]) + (" ..." if len(unexpected) > 8 else ""))
+    if problems:
+        raise AlbertError(
+            f"checkpoint {source} does not fit {type(model).__name__} with its config.json: "
+            + "; ".join(problems)
+        )
+    newly_initialised = [k for k in missing if _is_optional(k)]
+    if newly_initialised:
+        warn_once(
+            f"{type(model).__name__}: {source} has no weights for {', '.join(sorted(newly_initialised))}; "
+            "they are newly initialised (train them before use)"
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+
+
+# ----------------------------------------------------------------------------------------
+# public entry points
+
+
+def load_model(
+    cls: type[AlbertPreTrainedModel],
+    name_or_path: str | os.PathLike,
+    config: AlbertConfig | None = None,
+    **config_overrides: Any,
+) -> AlbertPreTrainedModel:
+    directory = resolve_model_dir(name_or_path)
+    if config is None:
+        if not (directory / CONFIG_NAME).is_file():
+            raise AlbertError(f"{directory} has no {CONFIG_NAME}; is this a model directory?")
+        config = AlbertConfig.from_json_file(directory / CONFIG_NAME, **config_overrides)
+    state = read_state_dict(directory)
+    model = cls(config)  # heads absent from the checkpoint keep the usual initialisation
+    fit_state_dict(model, state, str(directory))
+    return model.eval()
+
+
+def build_model(
+    cls: type[AlbertPreTrainedModel], spec: str | os.PathLike, **config_overrides: Any
+) -> AlbertPreTrainedModel:
+    """What the CLI's `--model PRESET|DIR|config.json` means: a preset or a bare config gives
+    a freshly initialised model; a directory (or cached hub name) loads its weights."""
+    path = Path(spec)
+    if str(spec) in PRESETS and not path.exists():
+        return cls(AlbertConfig.from_preset(str(spec), **config_overrides))
+    if path.is_file() and path.suffix == ".json":
+        return cls(AlbertConfig.from_json_file(path, **config_overrides))
+    return load_model(cls, spec, **config_overrides)
+
+
+def _atomic_write(target: Path, write: Any) -> None:
+    """Write via a temporary file in the same directory + rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: AlbertPreTrainedModel, directory: Path) -> None:
+    """`config.json` + `model.safetensors`, loadable here and by transformers."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.architectures = [type(model).__name__]
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(directory / SAFETENSORS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(model.config.to_json_string()))

@@ -1,0 +1,49 @@
+"""`albert` command line: one subcommand per pipeline stage, one module per subcommand.
+
+Each module listed in `COMMANDS` exposes `add_arguments(parser)` and `run(args) -> int | None`.
+Modules are imported lazily so `albert --help` stays fast and a stage's optional
+dependencies are only needed when that stage runs. An `AlbertError` becomes one line on
+stderr and exit status 2 - no traceback for mistakes the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from albert.errors import AlbertError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("albert.demo", "run the main job on the bundled default corpus"),
+    "params": ("albert.params", "print parameter counts of presets and the paper's ablations"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="albert", description="ALBERT: A Lite BERT, from scratch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        command_parser.set_defaults(_module=module_name)
+        if argv[:1] == [name]:
+            importlib.import_module(module_name).add_arguments(command_parser)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        status = importlib.import_module(args._module).run(args)
+    except AlbertError as e:
+        print(f"albert {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"albert {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

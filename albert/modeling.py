@@ -1,0 +1,765 @@
+"""The ALBERT model, top to bottom, in one file.
+
+ALBERT = BERT with three changes (Lan et al. 2019, arXiv:1909.11942):
+  1. factorised embeddings: tokens are embedded in E dimensions and projected to H (V*E + E*H
+     parameters instead of V*H);
+  2. cross-layer parameter sharing: one block's parameters serve all L layers
+     (`config.share` also offers the paper's attention-only / FFN-only / no sharing ablations,
+     and `num_hidden_groups` x `inner_group_num` gives grouped sharing);
+  3. a sentence-order-prediction (SOP) head next to the masked-LM head.
+
+State-dict names, forward arguments and output fields follow transformers'
+`modeling_albert.py`, so checkpoints move both ways. Blocks are post-LN as in the paper;
+attention runs through `torch.nn.functional.scaled_dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.config import AlbertConfig
+from albert.errors import AlbertError
+
+# ----------------------------------------------------------------------------------------
+# activations (by the names transformers' configs use)
+
+
+def _gelu_new(x: Tensor) -> Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_new": _gelu_new,
+    "gelu_fast": _gelu_new,
+    "gelu_pytorch_tanh": _gelu_new,
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "silu": F.silu,
+    "swish": F.silu,
+    "mish": F.mish,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "linear": lambda x: x,
+}
+
+
+def get_activation(name: str) -> Callable[[Tensor], Tensor]:
+    if name not in ACTIVATIONS:
+        raise AlbertError(f"unknown hidden_act {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+# ----------------------------------------------------------------------------------------
+# outputs: dataclasses with transformers' field names; `out[0]`, `out["logits"]` and
+# `out.to_tuple()` work as in transformers (None fields are skipped).
+
+
+class ModelOutput:
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(v for v in (getattr(self, f.name) for f in fields(self)) if v is not None)  # type: ignore[arg-type]
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | str | slice) -> Any:
+        if isinstance(key, str):
+            return getattr(self, key)
+        return self.to_tuple()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.to_tuple())
+
+
+@dataclass
+class BaseModelOutputWithPooling(ModelOutput):
+    last_hidden_state: Tensor
+    pooler_output: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class AlbertForPreTrainingOutput(ModelOutput):
+    loss: Tensor | None = None
+    prediction_logits: Tensor | None = None
+    sop_logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+    mlm_loss: Tensor | None = None
+    sop_loss: Tensor | None = None
+
+
+@dataclass
+class MaskedLMOutput(ModelOutput):
+    loss: Tensor | None = None
+    logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+SequenceClassifierOutput = TokenClassifierOutput = MultipleChoiceModelOutput = MaskedLMOutput
+
+
+@dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: Tensor | None = None
+    start_logits: Tensor | None = None
+    end_logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------
+# building blocks
+
+
+class AlbertEmbeddings(nn.Module):
+    """Word + position + token-type embeddings, all of width E (the factorised size)."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: Tensor | None,
+        token_type_ids: Tensor | None,
+        position_ids: Tensor | None,
+        inputs_embeds: Tensor | None,
+    ) -> Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        seq_len = inputs_embeds.shape[1]
+        if seq_len > self.position_embeddings.num_embeddings:
+            raise AlbertError(
+                f"sequence of {seq_len} tokens is longer than max_position_embeddings="
+                f"{self.position_embeddings.num_embeddings}; truncate the input (e.g. truncation=True)"
+            )
+        if position_ids is None:
+            positions = self.position_embeddings.weight[:seq_len].unsqueeze(0)
+        else:
+            positions = self.position_embeddings(position_ids)
+        if token_type_ids is None:
+            types = self.token_type_embeddings.weight[0]
+        else:
+            types = self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(inputs_embeds + types + positions))
+
+
+class AlbertAttention(nn.Module):
+    """Multi-head self-attention with the residual and post-LayerNorm (the paper's block)."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        hidden = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
+        self.dense = nn.Linear(hidden, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def fused_qkv(self) -> tuple[Tensor, Tensor]:
+        """Q, K and V weights as one matrix: one GEMM instead of three. With cross-layer
+        sharing the concatenation is done once per forward and reused by every layer."""
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        return weight, bias
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        qkv: tuple[Tensor, Tensor] | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        batch, seq_len, hidden = x.shape
+        weight, bias = qkv if qkv is not None else self.fused_qkv()
+        q, k, v = F.linear(x, weight, bias).view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        dropout = self.attention_dropout if self.training else 0.0
+        probs = None
+        if output_attentions:  # SDPA does not expose the probabilities: compute them explicitly
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            probs = scores.softmax(-1)
+            context = F.dropout(probs, dropout, self.training) @ v
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch, seq_len, hidden)
+        return self.LayerNorm(x + self.output_dropout(self.dense(context))), probs
+
+
+class AlbertLayer(nn.Module):
+    """One transformer block: attention, then FFN with residual and post-LayerNorm.
+
+    Under partial sharing (`share="attention"` / `"ffn"`) a block holds only its shared half
+    and per-layer blocks hold the other half; `has_attention` / `has_ffn` say which.
+    """
+
+    def __init__(self, config: AlbertConfig, has_attention: bool = True, has_ffn: bool = True) -> None:
+        super().__init__()
+        if has_attention:
+            self.attention = AlbertAttention(config)
+        if has_ffn:
+            self.full_layer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+            self.ffn = nn.Linear(config.hidden_size, config.intermediate_size)
+            self.ffn_output = nn.Linear(config.intermediate_size, config.hidden_size)
+            self.activation = get_activation(config.hidden_act)
+            # transformers' port skips this dropout; the original TF ALBERT applies it.
+            self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        return self.full_layer_layer_norm(x + self.dropout(self.ffn_output(self.activation(self.ffn(x)))))
+
+
+class AlbertLayerGroup(nn.Module):
+    def __init__(self, config: AlbertConfig, has_attention: bool, has_ffn: bool) -> None:
+        super().__init__()
+        self.albert_layers = nn.ModuleList(
+            AlbertLayer(config, has_attention, has_ffn) for _ in range(config.inner_group_num)
+        )
+
+
+class AlbertTransformer(nn.Module):
+    """The E->H projection and the L layers, which reuse `num_hidden_groups` shared groups."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
+        share_attention = config.share in ("all", "attention", "none")  # "none": one group per layer
+        share_ffn = config.share in ("all", "ffn", "none")
+        self.albert_layer_groups = nn.ModuleList(
+            AlbertLayerGroup(config, share_attention, share_ffn) for _ in range(config.num_hidden_groups)
+        )
+        if not (share_attention and share_ffn):  # partial sharing: the unshared halves, per layer
+            count = config.num_hidden_layers * config.inner_group_num
+            self.unshared_layers = nn.ModuleList(
+                AlbertLayer(config, not share_attention, not share_ffn) for _ in range(count)
+            )
+        self.gradient_checkpointing = False
+
+    def layer_plan(self) -> list[tuple[AlbertLayer, AlbertLayer]]:
+        """(attention owner, FFN owner) for each of the L x inner_group_num layer applications."""
+        config = self.config
+        plan = []
+        for i in range(config.num_hidden_layers):
+            # transformers' float formula, kept verbatim so uneven group splits agree
+            group = int(i / (config.num_hidden_layers / config.num_hidden_groups))
+            for j, shared in enumerate(self.albert_layer_groups[group].albert_layers):
+                own = (
+                    self.unshared_layers[i * config.inner_group_num + j]
+                    if hasattr(self, "unshared_layers")
+                    else shared
+                )
+                plan.append(
+                    (
+                        shared if hasattr(shared, "attention") else own,
+                        shared if hasattr(shared, "ffn") else own,
+                    )
+                )
+        return plan
+
+    def forward(
+        self, embeddings: Tensor, mask: Tensor | None, output_hidden_states: bool, output_attentions: bool
+    ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
+        x = self.embedding_hidden_mapping_in(embeddings)
+        all_hidden = [x] if output_hidden_states else None
+        all_attentions: list[Tensor] | None = [] if output_attentions else None
+        fused: dict[int, tuple[Tensor, Tensor]] = {}
+        for attention_owner, ffn_owner in self.layer_plan():
+            attention = attention_owner.attention
+            if id(attention) not in fused:
+                fused[id(attention)] = attention.fused_qkv()
+            qkv = fused[id(attention)]
+            if self.gradient_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(
+                    lambda h, a=attention, f=ffn_owner, w=qkv: f.feed_forward(a(h, mask, w)[0]),
+                    x,
+                    use_reentrant=False,
+                )
+                probs = None
+            else:
+                x, probs = attention(x, mask, qkv, output_attentions)
+                x = ffn_owner.feed_forward(x)
+            if all_hidden is not None:
+                all_hidden.append(x)
+            if all_attentions is not None and probs is not None:
+                all_attentions.append(probs)
+        return (
+            x,
+            tuple(all_hidden) if all_hidden is not None else None,
+            tuple(all_attentions) if all_attentions is not None else None,
+        )
+
+
+class AlbertMLMHead(nn.Module):
+    """H -> E -> vocabulary; the decoder is the (tied) word-embedding matrix plus a bias."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.activation = get_activation(config.hidden_act)
+
+    def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
+        return F.linear(self.LayerNorm(self.activation(self.dense(hidden))), word_embeddings, self.bias)
+
+
+class AlbertSOPHead(nn.Module):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        # transformers sizes this by num_labels (2 for every published checkpoint); keep its shape
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return self.classifier(self.dropout(pooled))
+
+
+def _classifier_dropout(config: AlbertConfig) -> float:
+    p = config.classifier_dropout_prob
+    return config.hidden_dropout_prob if p is None else p
+
+
+def attention_mask_for_sdpa(attention_mask: Tensor | None) -> Tensor | None:
+    """(batch, seq) 1/0 padding mask -> boolean (batch, 1, 1, seq), or None when nothing is
+    padded, which lets SDPA take its fastest kernel."""
+    if attention_mask is None:
+        return None
+    if not torch.jit.is_tracing() and not torch.compiler.is_compiling() and bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+# ----------------------------------------------------------------------------------------
+# base class: weights init, save/load
+
+
+class AlbertPreTrainedModel(nn.Module):
+    base_model_prefix = "albert"
+    config: AlbertConfig
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        if not isinstance(config, AlbertConfig):
+            raise AlbertError(f"expected an AlbertConfig, got {type(config).__name__}")
+        self.config = config
+
+    def post_init(self) -> None:
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """BERT's initialisation: N(0, initializer_range) weights, zero biases, unit LayerNorms."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, AlbertMLMHead):
+            nn.init.zeros_(module.bias)
+
+    @property
+    def base_model(self) -> AlbertModel:
+        return getattr(self, self.base_model_prefix, self)  # type: ignore[return-value]
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.embeddings.word_embeddings
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        total = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            total -= self.get_input_embeddings().weight.numel()
+        return total
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each layer in the backward pass: activation memory O(1) in depth."""
+        self.base_model.encoder.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.base_model.encoder.gradient_checkpointing = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write `config.json` + `model.safetensors` in the transformers layout."""
+        from albert.checkpoint import save_model
+
+        save_model(self, Path(directory))
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, config: AlbertConfig | None = None, **config_overrides: Any
+    ) -> AlbertPreTrainedModel:
+        """Load a checkpoint directory written here or by transformers, or a hub name found in the
+        local Hugging Face cache. Keyword arguments override config fields."""
+        from albert.checkpoint import load_model
+
+        return load_model(cls, name_or_path, config, **config_overrides)
+
+    @classmethod
+    def from_preset(cls, name: str, **config_overrides: Any) -> AlbertPreTrainedModel:
+        """A randomly initialised model with a named preset's hyper-parameters."""
+        return cls(AlbertConfig.from_preset(name, **config_overrides))
+
+    def _base(
+        self,
+        input_ids: Tensor | None,
+        attention_mask: Tensor | None,
+        token_type_ids: Tensor | None,
+        position_ids: Tensor | None,
+        inputs_embeds: Tensor | None,
+        kwargs: dict[str, Any],
+    ) -> BaseModelOutputWithPooling:
+        """Run the base model for a head class (always as a dataclass, whatever `return_dict`)."""
+        options = {k: v for k, v in kwargs.items() if k in ("output_hidden_states", "output_attentions")}
+        return self.base_model(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **options
+        )
+
+    def _return(self, output: ModelOutput, return_dict: bool | None) -> Any:
+        return output if return_dict is None or return_dict else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------
+# the models
+
+
+class AlbertModel(AlbertPreTrainedModel):
+    """Embeddings -> shared transformer layers -> (optional) tanh pooler over [CLS]."""
+
+    def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = AlbertEmbeddings(config)
+        self.encoder = AlbertTransformer(config)
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+        self.pooler_activation = nn.Tanh()
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> Any:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise AlbertError("pass exactly one of input_ids or inputs_embeds")
+        if input_ids is not None and input_ids.dim() == 1:
+            raise AlbertError(
+                "input_ids must be 2-D (batch, sequence); add a batch dimension, e.g. ids[None]"
+            )
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        hidden, all_hidden, all_attentions = self.encoder(
+            embeddings,
+            attention_mask_for_sdpa(attention_mask),
+            bool(output_hidden_states),
+            bool(output_attentions),
+        )
+        pooled = self.pooler_activation(self.pooler(hidden[:, 0])) if self.pooler is not None else None
+        return self._return(
+            BaseModelOutputWithPooling(hidden, pooled, all_hidden, all_attentions), return_dict
+        )
+
+
+def _masked_lm(
+    head: AlbertMLMHead, word_embeddings: Tensor, hidden: Tensor, labels: Tensor | None, sparse: bool
+) -> tuple[Tensor, Tensor | None]:
+    """MLM logits and loss. With `sparse`, logits are computed only at labelled positions
+    (shape (n_masked, V)): the vocabulary projection over every position is most of a small
+    model's training cost, and unlabelled positions contribute nothing to the loss."""
+    if labels is None:
+        return head(hidden, word_embeddings), None
+    if sparse:
+        selected = labels.reshape(-1) != -100
+        logits = head(hidden.reshape(-1, hidden.shape[-1])[selected], word_embeddings)
+        return logits, F.cross_entropy(logits, labels.reshape(-1)[selected])
+    logits = head(hidden, word_embeddings)
+    return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+class AlbertForPreTraining(AlbertPreTrainedModel):
+    """MLM + sentence-order prediction; `loss` = MLM loss + SOP loss when both labels are given."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config)
+        self.predictions = AlbertMLMHead(config)
+        self.sop_classifier = AlbertSOPHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        sentence_order_label: Tensor | None = None,
+        sparse_prediction: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+        word_embeddings = self.albert.embeddings.word_embeddings.weight
+        logits, mlm_loss = _masked_lm(
+            self.predictions, word_embeddings, out.last_hidden_state, labels, sparse_prediction
+        )
+        sop_logits = self.sop_classifier(out.pooler_output)
+        sop_loss = (
+            None
+            if sentence_order_label is None
+            else F.cross_entropy(sop_logits, sentence_order_label.view(-1))
+        )
+        loss = mlm_loss + sop_loss if mlm_loss is not None and sop_loss is not None else None
+        output = AlbertForPreTrainingOutput(
+            loss, logits, sop_logits, out.hidden_states, out.attentions, mlm_loss, sop_loss
+        )
+        return self._return(output, kwargs.get("return_dict"))
+
+
+class AlbertForMaskedLM(AlbertPreTrainedModel):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config, add_pooling_layer=False)
+        self.predictions = AlbertMLMHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        sparse_prediction: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+        word_embeddings = self.albert.embeddings.word_embeddings.weight
+        logits, loss = _masked_lm(
+            self.predictions, word_embeddings, out.last_hidden_state, labels, sparse_prediction
+        )
+        return self._return(
+            MaskedLMOutput(loss, logits, out.hidden_states, out.attentions), kwargs.get("return_dict")
+        )
+
+
+def classification_loss(config: AlbertConfig, logits: Tensor, labels: Tensor) -> Tensor:
+    """transformers' rule: regression when num_labels == 1, cross-entropy for integer labels,
+    BCE (multi-label) otherwise - unless `config.problem_type` says which."""
+    problem = config.problem_type
+    if problem is None:
+        if config.num_labels == 1:
+            problem = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    if problem == "regression":
+        return (
+            F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+            if config.num_labels == 1
+            else F.mse_loss(logits, labels)
+        )
+    if problem == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class AlbertForSequenceClassification(AlbertPreTrainedModel):
+    """Pooled [CLS] -> dropout -> linear; single-label, multi-label or regression."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+        logits = self.classifier(self.dropout(out.pooler_output))
+        loss = None if labels is None else classification_loss(self.config, logits, labels)
+        return self._return(
+            SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions),
+            kwargs.get("return_dict"),
+        )
+
+
+class AlbertForTokenClassification(AlbertPreTrainedModel):
+    """Per-token dropout -> linear (NER, POS); labels of -100 are ignored."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = (
+            None
+            if labels is None
+            else F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1))
+        )
+        return self._return(
+            TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions), kwargs.get("return_dict")
+        )
+
+
+class AlbertForQuestionAnswering(AlbertPreTrainedModel):
+    """Per-token start/end logits for extractive QA (SQuAD)."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        if config.num_labels != 2:
+            raise AlbertError(
+                f"question answering predicts start and end: num_labels must be 2, not {config.num_labels}"
+            )
+        self.albert = AlbertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        start_positions: Tensor | None = None,
+        end_positions: Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+        start_logits, end_logits = (
+            t.squeeze(-1).contiguous() for t in self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
+        )
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # positions outside the sequence (answer truncated away) are ignored
+            ignored = start_logits.shape[1]
+            start = start_positions.view(-1).clamp(0, ignored)
+            end = end_positions.view(-1).clamp(0, ignored)
+            loss = (
+                F.cross_entropy(start_logits, start, ignore_index=ignored)
+                + F.cross_entropy(end_logits, end, ignore_index=ignored)
+            ) / 2
+        output = QuestionAnsweringModelOutput(
+            loss, start_logits, end_logits, out.hidden_states, out.attentions
+        )
+        return self._return(output, kwargs.get("return_dict"))
+
+
+class AlbertForMultipleChoice(AlbertPreTrainedModel):
+    """Inputs of shape (batch, choices, seq): each choice is scored from its pooled [CLS]."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None:
+            raise AlbertError("pass exactly one of input_ids or inputs_embeds")
+        num_choices = reference.shape[1]
+
+        def flat(t: Tensor | None, trailing: int = 1) -> Tensor | None:
+            return None if t is None else t.reshape(-1, *t.shape[-trailing:])
+
+        out = self._base(
+            flat(input_ids),
+            flat(attention_mask),
+            flat(token_type_ids),
+            flat(position_ids),
+            flat(inputs_embeds, 2),
+            kwargs,
+        )
+        logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
+        loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
+        return self._return(
+            MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions),
+            kwargs.get("return_dict"),
+        )
+
+
+MODEL_CLASSES: dict[str, type[AlbertPreTrainedModel]] = {
+    cls.__name__: cls
+    for cls in (
+        AlbertModel,
+        AlbertForPreTraining,
+        AlbertForMaskedLM,
+        AlbertForSequenceClassification,
+        AlbertForTokenClassification,
+        AlbertForQuestionAnswering,
+        AlbertForMultipleChoice,
+    )
+}

@@ -1,0 +1,220 @@
+"""Numerical parity with transformers' Albert* classes on the same weights, both directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+import albert
+from albert import AlbertConfig
+from albert.modeling import MODEL_CLASSES
+
+CONFIGS = {
+    "small": dict(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37),
+    "groups": dict(
+        vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=5, num_attention_heads=4,
+        intermediate_size=37, num_hidden_groups=2, inner_group_num=2,
+    ),
+    "e_equals_h_relu": dict(
+        vocab_size=99, embedding_size=24, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
+        intermediate_size=48, hidden_act="relu",
+    ),
+    "gelu_v1_unshared": dict(
+        vocab_size=99, embedding_size=8, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=20, hidden_act="gelu", num_hidden_groups=3,
+    ),
+}  # fmt: skip
+
+
+def _inputs(cls_name: str, vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (3, 11), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0  # padding inside the batch
+    mask[2, 4:] = 0
+    types = torch.zeros_like(ids)
+    types[:, 5:] = 1
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    if cls_name == "AlbertForMultipleChoice":
+        batch = {k: v.view(1, 3, 11).repeat(2, 1, 1) for k, v in batch.items()}
+    return batch
+
+
+def _compare(a: object, b: object, keys: list[str]) -> None:
+    for key in keys:
+        x, y = a[key], b[key]  # type: ignore[index]
+        if isinstance(x, tuple):
+            assert len(x) == len(y), key
+            for xi, yi in zip(x, y, strict=True):
+                assert (xi - yi).abs().max().item() <= 1e-5, key
+        else:
+            assert x.shape == y.shape, key
+            assert (x - y).abs().max().item() <= 1e-5, key
+
+
+@pytest.mark.parametrize("config_name", list(CONFIGS))
+@pytest.mark.parametrize("cls_name", list(MODEL_CLASSES))
+def test_transformers_checkpoint_loads_here(tmp_path: Path, cls_name: str, config_name: str) -> None:
+    torch.manual_seed(0)
+    num_labels = 2 if cls_name == "AlbertForQuestionAnswering" else 3  # QA: start/end
+    hf_config = transformers.AlbertConfig(
+        **CONFIGS[config_name], num_labels=num_labels, attn_implementation="eager"
+    )
+    theirs = getattr(transformers, cls_name)(hf_config).eval()
+    theirs.save_pretrained(tmp_path)
+    ours = getattr(albert, cls_name).from_pretrained(tmp_path)
+    batch = _inputs(cls_name, hf_config.vocab_size)
+    with torch.no_grad():
+        a = theirs(**batch, output_hidden_states=True, output_attentions=True)
+        b = ours(**batch, output_hidden_states=True, output_attentions=True)
+    _compare(a, b, list(a.keys()))
+
+
+@pytest.mark.parametrize("config_name", ["small", "groups"])
+@pytest.mark.parametrize("cls_name", list(MODEL_CLASSES))
+def test_our_checkpoint_loads_in_transformers(tmp_path: Path, cls_name: str, config_name: str) -> None:
+    torch.manual_seed(1)
+    num_labels = 2 if cls_name == "AlbertForQuestionAnswering" else 3
+    ours = getattr(albert, cls_name)(AlbertConfig(**CONFIGS[config_name], num_labels=num_labels)).eval()
+    ours.save_pretrained(tmp_path)
+    theirs = getattr(transformers, cls_name).from_pretrained(tmp_path).eval()
+    batch = _inputs(cls_name, ours.config.vocab_size, seed=1)
+    with torch.no_grad():
+        a = theirs(**batch)
+        b = ours(**batch)
+    _compare(a, b, list(a.keys()))
+
+
+def test_losses_match_transformers(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    cfg = dict(CONFIGS["small"], num_labels=3)
+    batch = _inputs("AlbertModel", 99)
+    labels = {
+        "AlbertForPreTraining": dict(
+            labels=torch.where(torch.rand(3, 11) < 0.3, batch["input_ids"], -100),
+            sentence_order_label=torch.tensor([0, 1, 1]),
+        ),
+        "AlbertForMaskedLM": dict(labels=torch.where(torch.rand(3, 11) < 0.3, batch["input_ids"], -100)),
+        "AlbertForSequenceClassification": dict(labels=torch.tensor([0, 2, 1])),
+        "AlbertForTokenClassification": dict(labels=torch.randint(0, 3, (3, 11))),
+        "AlbertForQuestionAnswering": dict(
+            start_positions=torch.tensor([1, 3, 20]), end_positions=torch.tensor([2, 5, 20])
+        ),
+    }
+    for cls_name, extra in labels.items():
+        n = 2 if cls_name in ("AlbertForQuestionAnswering", "AlbertForPreTraining") else 3
+        theirs = getattr(transformers, cls_name)(transformers.AlbertConfig(**dict(cfg, num_labels=n))).eval()
+        theirs.save_pretrained(tmp_path / cls_name)
+        ours = getattr(albert, cls_name).from_pretrained(tmp_path / cls_name)
+        with torch.no_grad():
+            a, b = theirs(**batch, **extra), ours(**batch, **extra)
+        assert abs(a.loss.item() - b.loss.item()) < 1e-5, cls_name
+
+
+@pytest.mark.parametrize("problem", ["regression", "multi_label_classification"])
+def test_sequence_classification_problem_types(problem: str) -> None:
+    num_labels = 1 if problem == "regression" else 4
+    cfg = AlbertConfig(**CONFIGS["small"], num_labels=num_labels, problem_type=problem)
+    model = albert.AlbertForSequenceClassification(cfg)
+    batch = _inputs("AlbertModel", 99)
+    labels = torch.rand(3) if problem == "regression" else (torch.rand(3, 4) > 0.5).float()
+    out = model(**batch, labels=labels)
+    assert out.logits.shape == (3, num_labels)
+    assert out.loss.requires_grad and torch.isfinite(out.loss)
+    out.loss.backward()
+
+
+def test_sparse_prediction_equals_dense_loss() -> None:
+    torch.manual_seed(3)
+    model = albert.AlbertForPreTraining(AlbertConfig(**CONFIGS["small"])).eval()
+    batch = _inputs("AlbertModel", 99)
+    labels = torch.where(torch.rand(3, 11) < 0.3, batch["input_ids"], -100)
+    order = torch.tensor([1, 0, 1])
+    dense = model(**batch, labels=labels, sentence_order_label=order)
+    sparse = model(**batch, labels=labels, sentence_order_label=order, sparse_prediction=True)
+    assert sparse.prediction_logits.shape == ((labels != -100).sum().item(), 99)
+    assert torch.allclose(dense.loss, sparse.loss, atol=1e-6)
+    assert torch.allclose(dense.loss, dense.mlm_loss + dense.sop_loss)
+
+
+@pytest.mark.parametrize("share", ["all", "attention", "ffn", "none"])
+def test_share_modes_count_and_run(tmp_path: Path, share: str) -> None:
+    cfg = AlbertConfig(**CONFIGS["small"], share=share)
+    model = albert.AlbertForPreTraining(cfg)
+    attn = (
+        sum(
+            p.numel()
+            for p in model.albert.encoder.albert_layer_groups[0].albert_layers[0].attention.parameters()
+        )
+        if share != "ffn"
+        else 0
+    )
+    blocks = model.albert.encoder
+    n_attention = sum(1 for m in blocks.modules() if isinstance(m, albert.modeling.AlbertAttention))
+    n_ffn = sum(
+        1 for m in blocks.modules() if isinstance(m, albert.modeling.AlbertLayer) and hasattr(m, "ffn")
+    )
+    expected = {"all": (1, 1), "attention": (1, 3), "ffn": (3, 1), "none": (3, 3)}[share]
+    assert (n_attention, n_ffn) == expected
+    assert share == "ffn" or attn > 0
+    # every parameter receives a gradient: the plan really uses each unshared half
+    out = model(
+        **_inputs("AlbertModel", 99),
+        labels=torch.full((3, 11), 7),
+        sentence_order_label=torch.tensor([0, 1, 0]),
+    )
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.save_pretrained(tmp_path)
+    again = albert.AlbertForPreTraining.from_pretrained(tmp_path)
+    assert again.config.share == share
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2)
+
+
+def test_share_none_is_transformers_loadable(tmp_path: Path) -> None:
+    """share="none" is stored as one group per layer, which transformers represents exactly."""
+    ours = albert.AlbertModel(AlbertConfig(**CONFIGS["small"], share="none")).eval()
+    ours.save_pretrained(tmp_path)
+    theirs = transformers.AlbertModel.from_pretrained(tmp_path).eval()
+    batch = _inputs("AlbertModel", 99)
+    with torch.no_grad():
+        _compare(theirs(**batch), ours(**batch), ["last_hidden_state", "pooler_output"])
+
+
+def test_gradient_checkpointing_gives_same_gradients() -> None:
+    torch.manual_seed(4)
+    model = albert.AlbertForMaskedLM(AlbertConfig(**CONFIGS["groups"]))
+    batch = _inputs("AlbertModel", 99)
+    labels = batch["input_ids"].clone()
+    model(**batch, labels=labels).loss.backward()
+    reference = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    model(**batch, labels=labels).loss.backward()
+    for a, p in zip(reference, model.parameters(), strict=True):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+
+
+def test_outputs_behave_like_transformers_outputs() -> None:
+    model = albert.AlbertModel(AlbertConfig(**CONFIGS["small"])).eval()
+    batch = _inputs("AlbertModel", 99)
+    out = model(**batch)
+    assert out[0] is out.last_hidden_state and out["pooler_output"] is out.pooler_output
+    assert model(**batch, return_dict=False)[0].shape == (3, 11, 32)
+    first, second = out
+    assert second.shape == (3, 32)
+
+
+def test_too_long_input_is_a_clear_error() -> None:
+    model = albert.AlbertModel(AlbertConfig(**CONFIGS["small"], max_position_embeddings=8))
+    with pytest.raises(albert.AlbertError, match="max_position_embeddings"):
+        model(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_unknown_activation_is_a_clear_error() -> None:
+    with pytest.raises(albert.AlbertError, match="hidden_act"):
+        albert.AlbertModel(AlbertConfig(**CONFIGS["small"], hidden_act="nope"))
