@@ -24,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     "AlbertForQuestionAnswering": "albert.modeling",
     "AlbertForMultipleChoice": "albert.modeling",
     "AlbertTokenizer": "albert.tokenization",
+    "pipeline": "albert.pipeline",
+    "quantize": "albert.quantize",
 }
 
 __all__ = sorted(_EXPORTS)

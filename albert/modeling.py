@@ -185,6 +185,11 @@ class AlbertAttention(nn.Module):
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
         return weight, bias
 
+    def project_qkv(self, x: Tensor, qkv: tuple[Tensor, Tensor] | None) -> Tensor:
+        """(batch, seq, 3 * hidden): queries, keys and values in one product."""
+        weight, bias = qkv if qkv is not None else self.fused_qkv()
+        return F.linear(x, weight, bias)
+
     def forward(
         self,
         x: Tensor,
@@ -193,8 +198,7 @@ class AlbertAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         batch, seq_len, hidden = x.shape
-        weight, bias = qkv if qkv is not None else self.fused_qkv()
-        q, k, v = F.linear(x, weight, bias).view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = self.project_qkv(x, qkv).view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout = self.attention_dropout if self.training else 0.0
         probs = None
         if output_attentions:  # SDPA does not expose the probabilities: compute them explicitly
