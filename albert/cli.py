@@ -22,10 +22,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("albert.finetune", "fine-tune on a labelled task; keep the best dev checkpoint"),
     "evaluate": ("albert.evaluate", "score a fine-tuned model on a labelled file (JSON metrics)"),
     "predict": ("albert.predict", "run a pipeline over texts; JSON lines out"),
-    "data": ("albert.data.cli", "build pretraining data: sentence-order pairs with n-gram whole-word masking"),
+    "data": (
+        "albert.data.cli",
+        "build pretraining data: sentence-order pairs with n-gram whole-word masking",
+    ),
     "pretrain": ("albert.pretrain", "pretrain with masked-LM + sentence-order prediction (torchrun for DDP)"),
     "plot": ("albert.plot", "draw a run's training and evaluation curves to PNG"),
-    "convert-bert": ("albert.convert_bert", "turn a BERT checkpoint into an ALBERT (SVD embeddings, shared layers)"),
+    "convert-bert": (
+        "albert.convert_bert",
+        "turn a BERT checkpoint into an ALBERT (SVD embeddings, shared layers)",
+    ),
     "export": ("albert.export", "export a model to ONNX (fp32 or int8) with its config and tokenizer"),
 }
 

@@ -511,7 +511,9 @@ def _masked_lm(
     if sparse:
         selected = labels.reshape(-1) != -100
         logits = head(hidden.reshape(-1, hidden.shape[-1])[selected], word_embeddings)
-        return logits, F.cross_entropy(logits, labels.reshape(-1)[selected])
+        # sum / count (not mean): a batch with nothing masked gives 0, not NaN, with no host sync
+        total = F.cross_entropy(logits, labels.reshape(-1)[selected], reduction="sum")
+        return logits, total / selected.sum().clamp(min=1)
     logits = head(hidden, word_embeddings)
     return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
@@ -556,12 +558,9 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
         return self._return(output, kwargs.get("return_dict"))
 
 
-class AlbertForMaskedLM(AlbertPreTrainedModel):
-    def __init__(self, config: AlbertConfig) -> None:
-        super().__init__(config)
-        self.albert = AlbertModel(config, add_pooling_layer=False)
-        self.predictions = AlbertMLMHead(config)
-        self.post_init()
+class _LabelledHead(AlbertPreTrainedModel):
+    """Heads whose forward is transformers' usual `(inputs..., labels=None)`: the base model runs
+    once here and each subclass only says how its head turns the encoding into an output."""
 
     def forward(
         self,
@@ -571,17 +570,29 @@ class AlbertForMaskedLM(AlbertPreTrainedModel):
         position_ids: Tensor | None = None,
         inputs_embeds: Tensor | None = None,
         labels: Tensor | None = None,
-        sparse_prediction: bool = False,
         **kwargs: Any,
     ) -> Any:
         out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+        return self._return(self.head(out, labels, **kwargs), kwargs.get("return_dict"))
+
+    def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
+        raise NotImplementedError
+
+
+class AlbertForMaskedLM(_LabelledHead):
+    """MLM only (no pooler); `sparse_prediction=True` scores only the labelled positions."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config, add_pooling_layer=False)
+        self.predictions = AlbertMLMHead(config)
+        self.post_init()
+
+    def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
         word_embeddings = self.albert.embeddings.word_embeddings.weight
-        logits, loss = _masked_lm(
-            self.predictions, word_embeddings, out.last_hidden_state, labels, sparse_prediction
-        )
-        return self._return(
-            MaskedLMOutput(loss, logits, out.hidden_states, out.attentions), kwargs.get("return_dict")
-        )
+        sparse = bool(kwargs.get("sparse_prediction", False))
+        logits, loss = _masked_lm(self.predictions, word_embeddings, out.last_hidden_state, labels, sparse)
+        return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 
 def classification_loss(config: AlbertConfig, logits: Tensor, labels: Tensor) -> Tensor:
@@ -596,17 +607,15 @@ def classification_loss(config: AlbertConfig, logits: Tensor, labels: Tensor) ->
         else:
             problem = "multi_label_classification"
     if problem == "regression":
-        return (
-            F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-            if config.num_labels == 1
-            else F.mse_loss(logits, labels)
-        )
+        if config.num_labels == 1:
+            return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+        return F.mse_loss(logits, labels)
     if problem == "single_label_classification":
         return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
-class AlbertForSequenceClassification(AlbertPreTrainedModel):
+class AlbertForSequenceClassification(_LabelledHead):
     """Pooled [CLS] -> dropout -> linear; single-label, multi-label or regression."""
 
     def __init__(self, config: AlbertConfig) -> None:
@@ -616,26 +625,13 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        inputs_embeds: Tensor | None = None,
-        labels: Tensor | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+    def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None if labels is None else classification_loss(self.config, logits, labels)
-        return self._return(
-            SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions),
-            kwargs.get("return_dict"),
-        )
+        return SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions)
 
 
-class AlbertForTokenClassification(AlbertPreTrainedModel):
+class AlbertForTokenClassification(_LabelledHead):
     """Per-token dropout -> linear (NER, POS); labels of -100 are ignored."""
 
     def __init__(self, config: AlbertConfig) -> None:
@@ -645,26 +641,10 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        inputs_embeds: Tensor | None = None,
-        labels: Tensor | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+    def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = (
-            None
-            if labels is None
-            else F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1))
-        )
-        return self._return(
-            TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions), kwargs.get("return_dict")
-        )
+        loss = None if labels is None else F.cross_entropy(logits.flatten(0, -2), labels.view(-1))
+        return TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions)
 
 
 class AlbertForQuestionAnswering(AlbertPreTrainedModel):

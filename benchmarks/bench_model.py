@@ -50,7 +50,9 @@ def time_call(fn: Callable[[], object]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shapes", nargs="+", default=["1x128", "8x128", "8x512"])
     parser.add_argument("--rounds", type=int, default=12, help="timed calls per model per shape")
     parser.add_argument("--threads", type=int, default=2)
@@ -70,11 +72,17 @@ def main() -> None:
     peak = gemm_peak_gflops()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads")
     print(f"fp32 GEMM probe: {peak:.0f} GFLOP/s\n")
-    print(f"{'shape':>8} {'theirs seq/s':>13} {'ours seq/s':>11} {'ratio':>7} {'their MFU':>10} {'our MFU':>8}")
+    print(
+        f"{'shape':>8} {'theirs seq/s':>13} {'ours seq/s':>11} {'ratio':>7} {'their MFU':>10} {'our MFU':>8}"
+    )
     for shape in args.shapes:
         batch, seq = (int(x) for x in shape.split("x"))
         ids = torch.randint(5, config.vocab_size, (batch, seq))
-        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+        inputs = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "token_type_ids": torch.zeros_like(ids),
+        }
         times: dict[str, list[float]] = {"theirs": [], "ours": []}
         with torch.inference_mode():
             for model in (theirs, ours):  # warm-up

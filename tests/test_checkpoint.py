@@ -188,7 +188,9 @@ def test_cli_prints_one_line_without_traceback(tmp_path: Path, capsys: pytest.Ca
     directory = _save_hf(tmp_path)
     (directory / "model.safetensors").write_bytes(b"\x00garbage")
     capsys.readouterr()  # drop transformers' own progress output from saving
-    status = cli_main(["demo", "--model", str(directory), "--output", str(tmp_path / "out")])
+    status = cli_main(
+        ["export", "--format", "onnx", "--model", str(directory), "--output", str(tmp_path / "m.onnx")]
+    )
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1 and "Traceback" not in err and "truncated or corrupted" in err

@@ -1,7 +1,8 @@
-"""The main job runs end to end on the bundled corpus."""
+"""The main job runs every stage end to end on the bundled data."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,27 @@ def test_bundled_corpus_is_shipped() -> None:
     assert default_corpus().is_file() and default_corpus().stat().st_size > 100_000
 
 
-def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--output", str(tmp_path), "--vocab-size", "2000"]) == 0
+@pytest.mark.slow
+def test_demo_quick_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--quick", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "weights identical after reload: True" in out
-    assert (tmp_path / "model" / "model.safetensors").is_file() and (tmp_path / "model" / "spiece.model").is_file()
+    for stage in (
+        "tokenizer",
+        "pretraining data",
+        "pretrain",
+        "fine-tune",
+        "evaluate",
+        "predict",
+        "ONNX",
+        "total",
+    ):
+        assert stage in out, stage
+    assert (tmp_path / "classifier" / "model.safetensors").is_file()
+    assert (tmp_path / "onnx" / "model_int8.onnx").is_file()
+    config = json.loads((tmp_path / "classifier" / "config.json").read_text())
+    assert set(config["id2label"].values()) == {"austen", "botchan", "kjv"}
+
+
+def test_demo_missing_corpus_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--quick", "--output", str(tmp_path), "--corpus", str(tmp_path / "none.txt")]) == 2
+    assert "corpus file not found" in capsys.readouterr().err

@@ -138,6 +138,10 @@ def test_sparse_prediction_equals_dense_loss() -> None:
     assert sparse.prediction_logits.shape == ((labels != -100).sum().item(), 99)
     assert torch.allclose(dense.loss, sparse.loss, atol=1e-6)
     assert torch.allclose(dense.loss, dense.mlm_loss + dense.sop_loss)
+    nothing = model(
+        **batch, labels=torch.full_like(labels, -100), sentence_order_label=order, sparse_prediction=True
+    )
+    assert nothing.mlm_loss.item() == 0.0 and torch.isfinite(nothing.loss)
 
 
 @pytest.mark.parametrize("share", ["all", "attention", "ffn", "none"])

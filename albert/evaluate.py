@@ -1,0 +1,87 @@
+"""`albert evaluate`: score a fine-tuned model on a labelled file; the metrics are the last line of
+stdout, as one JSON object.
+
+    albert evaluate --model runs/ner --data dev.conll
+
+The task and the data options (columns, max length, doc stride, char-level...) come from the
+model's `finetune_args.json` (or, without one, from the head class in config.json); flags
+override them. Metrics: accuracy, macro-F1 and MCC (classification), Pearson/Spearman
+(regression), conlleval entity precision/recall/F1, micro and per type (NER), SQuAD exact
+match/F1 (QA), accuracy (multiple choice) - see `albert.metrics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from albert.errors import AlbertError
+from albert.tasks import TASKS, get_task, task_for_architecture
+from albert.tasks.common import run_model
+
+
+def resolve_task(model: str | Path, task: str | None) -> str:
+    """The task named, or the one the model was fine-tuned for."""
+    if task is not None:
+        return task
+    directory = Path(model) if Path(model).is_dir() else Path(model).parent
+    args_file, config_file = directory / "finetune_args.json", directory / "config.json"
+    if args_file.is_file():
+        return json.loads(args_file.read_text(encoding="utf-8"))["task"]
+    if config_file.is_file():
+        for architecture in json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []:
+            if (name := task_for_architecture(architecture)) is not None:
+                return name
+    raise AlbertError(f"cannot tell which task {model} was fine-tuned for; pass --task ({', '.join(TASKS)})")
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    task: str | None = None,
+    tokenizer: str | Path | None = None,
+    runtime: str = "torch",
+    batch_size: int = 64,
+    **option_overrides: Any,
+) -> dict[str, Any]:
+    """The metrics of a fine-tuned model (directory, or .onnx file with runtime="onnx") on `data`."""
+    from albert.pipeline import load_model
+
+    name = resolve_task(model, task)
+    loaded = load_model(name, model, tokenizer, runtime)
+    task_obj = get_task(name, loaded.task_options(**option_overrides))
+    task_obj.restore_labels(loaded.config)
+    examples = task_obj.read(data)
+    task_obj.check_labels(examples, data)
+    features = task_obj.features(examples, loaded.tokenizer, training=False)
+    outputs = run_model(
+        loaded.runner, features, batch_size, loaded.tokenizer.pad_token_id, task_obj.sequence_outputs
+    )
+    return {"task": name, "examples": len(examples), **task_obj.metrics(examples, features, outputs)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from albert.finetune import add_task_arguments
+
+    parser.add_argument(
+        "--model", required=True, help="fine-tuned model directory (or .onnx file with --runtime onnx)"
+    )
+    parser.add_argument("--data", required=True, help="labelled file in the task's format")
+    parser.add_argument("--task", choices=list(TASKS), help="default: the task the model was fine-tuned for")
+    parser.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
+    parser.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
+    parser.add_argument("--batch-size", type=int, default=64)
+    add_task_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from albert.finetune import given_task_options
+
+    overrides = given_task_options(args)
+    metrics = evaluate(
+        args.model, args.data, args.task, args.tokenizer, args.runtime, args.batch_size, **overrides
+    )
+    print(json.dumps(metrics))
+    return 0

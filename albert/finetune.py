@@ -1,0 +1,423 @@
+"""`albert finetune`: fine-tune an ALBERT model on a labelled task, keep the best dev checkpoint.
+
+    albert finetune --task text-classification --train train.csv --dev dev.csv \\
+        --model runs/pretrain/final --output runs/sst
+
+The recipe is the paper's (AdamW, linear warmup then linear decay, dropout in the head), with
+two CPU-friendly choices: batches are bucketed by length (sorted within chunks of 50 batches,
+then shuffled, deterministic in the seed) and padded only to their own longest member, so
+little compute goes to padding; and dev is evaluated after every epoch with early stopping
+(`--patience`). The output directory always holds the best model so far, in the transformers
+layout (config.json with id2label/label2id, model.safetensors, tokenizer files) plus
+`finetune_args.json` (everything needed to evaluate and predict with it) and `metrics.jsonl`.
+
+Layer-wise learning-rate decay (`--layerwise-lr-decay d`) gives depth k the rate lr * d^(top-k).
+In BERT every layer is a depth. Under ALBERT's cross-layer sharing one block *is* all L layers,
+so there are only three depths: embeddings + the E->H projection (lr * d^2), the shared block
+(lr * d) and the pooler + task head (lr). With grouped sharing (num_hidden_groups = G) each
+group is its own depth; with `share="none"` this is exactly BERT's per-layer decay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from albert.errors import AlbertError
+from albert.tasks import TASKS, get_task
+from albert.tasks.common import (
+    Task,
+    TaskOptions,
+    feature_length,
+    length_bucketed_batches,
+    pad_batch,
+    run_model,
+)
+
+FINETUNE_ARGS = "finetune_args.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything `finetune` needs; the CLI flags map one to one (`--learning-rate` -> learning_rate)."""
+
+    task: str
+    train: str
+    dev: str
+    model: str  # a preset name (random init), a config.json, or a model/pretraining directory
+    output: str
+    tokenizer: str | None = None  # default: the tokenizer saved in the model directory
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    learning_rate: float = 3e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    patience: int | None = None  # epochs without dev improvement before stopping
+    layerwise_lr_decay: float = 1.0
+    max_steps: int | None = None
+    logging_steps: int = 10
+    max_grad_norm: float = 1.0
+    task_options: TaskOptions = field(default_factory=TaskOptions)
+
+    def check(self) -> None:
+        problems = []
+        if self.task not in TASKS:
+            problems.append(f"unknown task {self.task!r} (choose one of: {', '.join(TASKS)})")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            problems.append("--epochs and --batch-size must be at least 1")
+        if not self.learning_rate > 0:
+            problems.append(f"--learning-rate must be positive, not {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
+        if not 0 < self.layerwise_lr_decay <= 1:
+            problems.append(f"--layerwise-lr-decay must be in (0, 1], not {self.layerwise_lr_decay}")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"--max-steps must be at least 1, not {self.max_steps}")
+        if self.patience is not None and self.patience < 1:
+            problems.append(f"--patience must be at least 1, not {self.patience}")
+        if self.task_options.max_seq_length < 8:
+            problems.append(f"--max-seq-length must be at least 8, not {self.task_options.max_seq_length}")
+        if problems:
+            raise AlbertError("; ".join(problems))
+
+
+# ----------------------------------------------------------------------------------------
+# model, tokenizer, optimiser
+
+
+def load_tokenizer(config: FinetuneConfig) -> Any:
+    from albert.tokenization import AlbertTokenizer
+
+    if config.tokenizer is not None:
+        return AlbertTokenizer.from_pretrained(config.tokenizer)
+    model_path = Path(config.model)
+    if model_path.is_dir() and (
+        (model_path / "spiece.model").is_file() or (model_path / "vocab.txt").is_file()
+    ):
+        return AlbertTokenizer.from_pretrained(model_path)
+    raise AlbertError(
+        f"--model {config.model} holds no tokenizer; pass --tokenizer DIR (the directory `albert tokenizer train` wrote)"
+    )
+
+
+def build_task_model(config: FinetuneConfig, task: Task, tokenizer: Any, overrides: dict[str, Any]) -> Any:
+    """The task's head class from a preset (vocabulary sized to the tokenizer), a config.json or a
+    checkpoint directory (a pretraining checkpoint's encoder loads; the head starts fresh)."""
+    from albert.checkpoint import build_model
+    from albert.config import PRESETS
+    from albert.modeling import MODEL_CLASSES
+
+    if config.model in PRESETS and not Path(config.model).exists():
+        overrides = {**overrides, "vocab_size": len(tokenizer)}
+    model = build_model(MODEL_CLASSES[task.model_class], config.model, **overrides)
+    if model.config.vocab_size < len(tokenizer):
+        raise AlbertError(
+            f"the tokenizer has {len(tokenizer)} pieces but the model's vocab_size is {model.config.vocab_size}; "
+            "use the tokenizer the model was pretrained with"
+        )
+    if task.options.max_seq_length > model.config.max_position_embeddings:
+        raise AlbertError(
+            f"--max-seq-length {task.options.max_seq_length} exceeds the model's max_position_embeddings="
+            f"{model.config.max_position_embeddings}"
+        )
+    return model
+
+
+def layer_depth(name: str, config: Any) -> int:
+    """Depth of a parameter for layer-wise LR decay: 0 = embeddings and the E->H projection,
+    1..G = the G shared layer groups, G + 1 = pooler and task head (see the module docstring)."""
+    name = name.removeprefix("albert.")
+    if name.startswith(("embeddings.", "encoder.embedding_hidden_mapping_in.")):
+        return 0
+    if match := re.match(r"encoder\.albert_layer_groups\.(\d+)\.", name):
+        return 1 + int(match.group(1))
+    if match := re.match(r"encoder\.unshared_layers\.(\d+)\.", name):
+        layer = int(match.group(1)) // config.inner_group_num
+        return 1 + int(layer / (config.num_hidden_layers / config.num_hidden_groups))
+    return config.num_hidden_groups + 1
+
+
+def apply_layerwise_lr_decay(optimizer: Any, model: Any, decay: float) -> None:
+    """Split each optimizer group by depth and scale its lr by decay^(top - depth), in place."""
+    top = model.config.num_hidden_groups + 1
+    scale = {id(p): decay ** (top - layer_depth(n, model.config)) for n, p in model.named_parameters()}
+    groups = []
+    for group in optimizer.param_groups:
+        by_scale: dict[float, list[Any]] = defaultdict(list)
+        for param in group["params"]:
+            by_scale[scale[id(param)]].append(param)
+        settings = {k: v for k, v in group.items() if k != "params"}
+        groups.extend({**settings, "params": ps, "lr": group["lr"] * s} for s, ps in sorted(by_scale.items()))
+    optimizer.param_groups = []
+    for group in groups:
+        optimizer.add_param_group(group)
+
+
+# ----------------------------------------------------------------------------------------
+# saving
+
+
+def save_best(model: Any, tokenizer: Any, output: Path, args: dict[str, Any]) -> None:
+    """Write the model, tokenizer and finetune_args.json into a temporary sibling directory, then
+    move each file into `output` with an atomic rename: no file is ever half written."""
+    staging = output / ".best.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / FINETUNE_ARGS).write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+    for path in staging.iterdir():
+        os.replace(path, output / path.name)
+    staging.rmdir()
+
+
+def train_step(
+    model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any, max_grad_norm: float
+) -> float:
+    """One optimizer step on a padded numpy batch; the loss (weights untouched if it is not finite)."""
+    import torch
+
+    loss = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).loss
+    if not torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def evaluate_model(
+    model: Any, task: Task, examples: list[Any], features: list[Any], batch_size: int, pad_id: int
+) -> dict[str, Any]:
+    """Dev metrics of an in-memory model (the same path `albert evaluate` takes)."""
+    from albert.pipeline import TorchRunner
+
+    was_training = model.training
+    model.eval()
+    outputs = run_model(TorchRunner(model), features, batch_size, pad_id, task.sequence_outputs)
+    model.train(was_training)
+    return task.metrics(examples, features, outputs)
+
+
+# ----------------------------------------------------------------------------------------
+# the loop
+
+
+def finetune(config: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune, evaluate on dev after each epoch, keep the best model in `config.output`.
+
+    Returns the best epoch, the metric it was selected by, its dev metrics and the step count."""
+    from albert.optim import build_optimizer, linear_warmup_decay
+    from albert.training import MetricsLog, progress_bar, seed_everything
+
+    config.check()
+    seed_everything(config.seed)
+    tokenizer = load_tokenizer(config)
+    task = get_task(config.task, dataclasses.replace(config.task_options))
+    train_examples, dev_examples = task.read(config.train), task.read(config.dev)
+    overrides = task.fit_labels(train_examples)
+    task.check_labels(train_examples, config.train)
+    task.check_labels(dev_examples, config.dev)
+    model = build_task_model(config, task, tokenizer, overrides)
+    train_features = task.features(train_examples, tokenizer, training=True)
+    dev_features = task.features(dev_examples, tokenizer, training=False)
+    if not train_features:
+        raise AlbertError(f"{config.train} gave no usable training examples")
+    lengths = [feature_length(f) for f in train_features]
+
+    optimizer = build_optimizer(model, "adamw", config.learning_rate, config.weight_decay)
+    if config.layerwise_lr_decay < 1:
+        apply_layerwise_lr_decay(optimizer, model, config.layerwise_lr_decay)
+    steps_per_epoch = math.ceil(len(train_features) / config.batch_size)
+    total_steps = min(config.max_steps or math.inf, config.epochs * steps_per_epoch)
+    scheduler = linear_warmup_decay(optimizer, int(config.warmup_ratio * total_steps), int(total_steps))
+
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(output / METRICS_FILE)
+    args = {
+        **{k: v for k, v in dataclasses.asdict(config).items() if k != "task_options"},
+        "task_options": dataclasses.asdict(config.task_options),
+        "resolved": task.saved_options(),
+    }
+    best: dict[str, Any] = {"epoch": None, "score": -math.inf}
+    step, stale, running = 0, 0, []
+    bar = progress_bar(int(total_steps), desc=f"finetune {config.task}")
+    model.train()
+    try:
+        for epoch in range(1, config.epochs + 1):
+            for indices in length_bucketed_batches(
+                lengths, config.batch_size, shuffle=True, seed=config.seed + epoch
+            ):
+                batch = pad_batch([train_features[i] for i in indices], tokenizer.pad_token_id)
+                loss = train_step(model, batch, optimizer, scheduler, config.max_grad_norm)
+                if not math.isfinite(loss):
+                    raise AlbertError(
+                        f"the loss became {loss} at step {step + 1}; lower --learning-rate "
+                        f"(the best checkpoint so far is kept in {output})"
+                    )
+                step += 1
+                running.append(loss)
+                bar.update(1)
+                if step % config.logging_steps == 0:
+                    log.write(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "loss": sum(running) / len(running),
+                            "lr": scheduler.get_last_lr()[0],
+                        }
+                    )
+                    bar.set_postfix(loss=f"{sum(running) / len(running):.4f}")
+                    running = []
+                if step >= total_steps:
+                    break
+            metrics = evaluate_model(
+                model, task, dev_examples, dev_features, config.eval_batch_size, tokenizer.pad_token_id
+            )
+            name = task.primary_metric(metrics)
+            log.write({"step": step, "epoch": epoch, "eval": True, **metrics})
+            if metrics[name] > best["score"]:
+                best = {"epoch": epoch, "step": step, "metric": name, "score": metrics[name], "dev": metrics}
+                save_best(model, tokenizer, output, {**args, "best": best})
+                stale = 0
+            else:
+                stale += 1
+            if step >= total_steps or (config.patience is not None and stale >= config.patience):
+                break
+    finally:
+        bar.close()
+        log.close()
+    return {
+        "output_dir": str(output),
+        "steps": step,
+        **{k: best[k] for k in ("epoch", "metric", "score", "dev")},
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# CLI
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """Data options shared with `albert evaluate` (defaults None: unset flags fall back to the
+    saved fine-tuning options, then to TaskOptions' defaults)."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--max-seq-length", type=int, help="tokens per sequence (default 128)")
+    group.add_argument("--text-column", help="text-classification: text column (default text)")
+    group.add_argument("--text-pair-column", help="text-classification: second text column, for pairs")
+    group.add_argument("--label-column", help="text-classification: label column (default label)")
+    group.add_argument(
+        "--problem-type",
+        choices=["single_label_classification", "multi_label_classification", "regression"],
+        help="text-classification: default detected from the labels",
+    )
+    group.add_argument("--token-column", type=int, help="token-classification: token column (default 0)")
+    group.add_argument(
+        "--tag-column", type=int, help="token-classification: tag column (default -1, the last)"
+    )
+    group.add_argument(
+        "--char-level",
+        action=argparse.BooleanOptionalAction,
+        help="token-classification: one token per character (default: detected from the data)",
+    )
+    group.add_argument(
+        "--doc-stride", type=int, help="question-answering: tokens between windows (default 128)"
+    )
+    group.add_argument(
+        "--max-query-length", type=int, help="question-answering: question tokens kept (default 64)"
+    )
+    group.add_argument("--n-best", type=int, help="question-answering: start/end candidates (default 20)")
+    group.add_argument(
+        "--max-answer-length", type=int, help="question-answering: longest answer in tokens (default 30)"
+    )
+    group.add_argument(
+        "--null-score-diff-threshold",
+        type=float,
+        help="question-answering (v2): predict no answer above this (default 0)",
+    )
+    group.add_argument(
+        "--version-2-with-negative",
+        action=argparse.BooleanOptionalAction,
+        help="question-answering: allow no-answer predictions (default: detected from the training file)",
+    )
+
+
+def given_task_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The data options set on the command line (flags left unset are absent)."""
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TaskOptions)
+        if getattr(args, f.name, None) is not None
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, choices=list(TASKS))
+    parser.add_argument("--train", required=True, help="training file")
+    parser.add_argument(
+        "--dev", required=True, help="dev file (evaluated every epoch; the best epoch is kept)"
+    )
+    parser.add_argument(
+        "--model", required=True, help="preset name (random init), config.json, or model directory"
+    )
+    parser.add_argument("--tokenizer", help="tokenizer directory (default: the model directory's)")
+    parser.add_argument("--output", required=True, help="output directory (holds the best model)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--eval-batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
+    parser.add_argument("--warmup-ratio", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--patience", type=int, help="stop after this many epochs without dev improvement")
+    parser.add_argument(
+        "--layerwise-lr-decay",
+        type=float,
+        default=1.0,
+        help="d in (0, 1]: depth k trains at lr * d^(top - k); under ALBERT's full sharing the depths are "
+        "embeddings + E->H projection, the shared block, the head (default 1 = off)",
+    )
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--logging-steps", type=int, default=10)
+    add_task_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = FinetuneConfig(
+        task=args.task,
+        train=args.train,
+        dev=args.dev,
+        model=args.model,
+        output=args.output,
+        tokenizer=args.tokenizer,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        learning_rate=args.learning_rate,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        patience=args.patience,
+        layerwise_lr_decay=args.layerwise_lr_decay,
+        max_steps=args.max_steps,
+        logging_steps=args.logging_steps,
+        task_options=TaskOptions.from_dict(given_task_options(args)),
+    )
+    result = finetune(config)
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,106 @@
+"""`albert plot RUN`: training and evaluation curves of a run's `metrics.jsonl`, as one PNG.
+
+Four panels: loss (total, MLM, SOP; train and eval), accuracies (MLM, SOP; train and eval),
+learning rate, and held-out perplexity. matplotlib is imported only here (the `plot` extra)
+and drawn with the non-interactive Agg backend, so this works on headless machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from albert.errors import AlbertError
+from albert.training import read_metrics
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _metrics_path(run: str | os.PathLike) -> Path:
+    path = Path(run)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    if not path.is_file():
+        raise AlbertError(
+            f"no {METRICS_FILE} at {path}; pass a pretraining --output directory or its metrics file"
+        )
+    return path
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and "step" in r]
+    return [s for s, _ in points], [v for _, v in points]
+
+
+def plot_metrics(run: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Draw the curves of `run` (a run directory or metrics.jsonl) to `output` (default RUN/curves.png)."""
+    path = _metrics_path(run)
+    records = read_metrics(path)
+    train = [r for r in records if not r.get("eval")]
+    evals = [r for r in records if r.get("eval")]
+    if not train and not evals:
+        raise AlbertError(f"{path} has no metrics yet; wait for the first logged step (--log-every)")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AlbertError("plotting needs matplotlib: pip install 'albert[plot]' (or matplotlib)") from None
+
+    target = Path(output) if output else path.parent / "curves.png"
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    panels = [
+        (axes[0, 0], "loss", ("loss", "mlm_loss", "sop_loss"), False),
+        (axes[0, 1], "accuracy", ("mlm_accuracy", "sop_accuracy"), False),
+        (axes[1, 0], "learning rate", ("learning_rate",), False),
+        (axes[1, 1], "held-out perplexity (MLM)", ("perplexity",), True),
+    ]
+    for ax, title, keys, log_scale in panels:
+        drawn = False
+        for color, key in enumerate(keys):
+            for label, rows, style in (("train", train, "-"), ("eval", evals, "o--")):
+                steps, values = _series(rows, key)
+                if steps:
+                    ax.plot(
+                        steps,
+                        values,
+                        style,
+                        color=f"C{color}",
+                        label=f"{label} {key}",
+                        markersize=4,
+                        linewidth=1.2,
+                    )
+                    drawn = True
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=8)
+            if log_scale:
+                ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(f"{path.parent.name}: {len(train)} train / {len(evals)} eval records")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, target)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="pretraining output directory (or its metrics.jsonl)")
+    parser.add_argument("--output", "-o", help="PNG to write (default: RUN/curves.png)")
+
+
+def run(args: argparse.Namespace) -> int:
+    print(plot_metrics(args.run, args.output))
+    return 0

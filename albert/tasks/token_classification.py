@@ -1,0 +1,149 @@
+"""Token classification (NER, POS): CoNLL files -> AlbertForTokenClassification.
+
+CoNLL: one token per line with its columns separated by a tab (or, if the line has no tab, by
+spaces), a blank line between sentences, ``-DOCSTART-`` lines skipped. Words are tokenised with
+``is_split_into_words=True``; a word's first sub-word carries its tag and the other pieces get
+-100 (ignored by the loss), and predictions are read back from first sub-words, so evaluation and
+prediction are per word whatever the tokenizer does. Character-level data (Chinese NER: one
+character per line) is detected and recorded, so prediction splits raw text into characters too.
+Tag schemes (BIO/IOB2, IOB1, IOBES) need no configuration: entities are read with conlleval's rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from albert import metrics
+from albert.errors import AlbertError
+from albert.postprocess import first_subword
+from albert.tasks.common import IGNORE_INDEX, Feature, Task, read_text
+
+
+@dataclass
+class TokenExample:
+    words: list[str]
+    tags: list[str]
+    line: int  # line number of the sentence's first token
+
+
+def _columns(line: str) -> list[str]:
+    return line.split("\t") if "\t" in line else line.split()
+
+
+def _column(columns: list[str], index: int) -> str | None:
+    return columns[index] if -len(columns) <= index < len(columns) else None
+
+
+class TokenClassificationTask(Task):
+    name = "token-classification"
+    model_class = "AlbertForTokenClassification"
+    sequence_outputs = ("logits",)
+
+    id2label: dict[int, str]
+
+    def read(self, path: str | Path) -> list[TokenExample]:
+        o = self.options
+        examples: list[TokenExample] = []
+        words: list[str] = []
+        tags: list[str] = []
+        first_line = 0
+        lines = read_text(path).splitlines()
+        for number, raw in enumerate([*lines, ""], start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip() or line.startswith("-DOCSTART-"):
+                if words:
+                    examples.append(TokenExample(words, tags, first_line))
+                words, tags = [], []
+                continue
+            columns = [c.strip() for c in _columns(line)]
+            token, tag = _column(columns, o.token_column), _column(columns, o.tag_column)
+            if not token or not tag or len(columns) < 2:
+                raise AlbertError(
+                    f"{path} line {number}: expected a token and a tag in columns {o.token_column} and "
+                    f"{o.tag_column}, got {line!r}; fix the line or pass --token-column/--tag-column"
+                )
+            if not words:
+                first_line = number
+            words.append(token)
+            tags.append(tag)
+        if not examples:
+            raise AlbertError(
+                f"{path} holds no sentences (token<TAB>tag lines, blank line between sentences)"
+            )
+        return examples
+
+    # -- labels -----------------------------------------------------------------------
+    def fit_labels(self, examples: list[TokenExample]) -> dict[str, Any]:
+        names = {t for e in examples for t in e.tags}
+        ordered = (["O"] if "O" in names else []) + sorted(names - {"O"}, key=lambda t: (t[2:], t))
+        self.id2label = dict(enumerate(ordered))
+        if self.options.char_level is None:
+            words = [w for e in examples for w in e.words]
+            self.options.char_level = sum(len(w) == 1 for w in words) >= 0.95 * len(words)
+        return {"id2label": self.id2label}
+
+    def restore_labels(self, config: dict[str, Any]) -> None:
+        self.id2label = {int(k): v for k, v in config["id2label"].items()}
+
+    def check_labels(self, examples: list[TokenExample], path: str | Path) -> None:
+        known = set(self.id2label.values())
+        for e in examples:
+            for offset, tag in enumerate(e.tags):
+                if tag not in known:
+                    raise AlbertError(
+                        f"{path} line {e.line + offset}: tag {tag!r} does not occur in the training data "
+                        f"(known tags: {', '.join(known)})"
+                    )
+
+    # -- features and metrics ---------------------------------------------------------
+    def features(self, examples: list[TokenExample], tokenizer: Any, training: bool) -> list[Feature]:
+        encoded = tokenizer(
+            [e.words for e in examples],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=self.options.max_seq_length,
+        )
+        label2id = {v: k for k, v in self.id2label.items()}
+        features = []
+        for i, e in enumerate(examples):
+            word_ids = encoded.word_ids(i)
+            feature = {
+                "input_ids": encoded["input_ids"][i],
+                "token_type_ids": encoded["token_type_ids"][i],
+                "word_ids": word_ids,
+            }
+            if training:
+                labels, previous = [], None
+                for word in word_ids:
+                    first_piece = word is not None and word != previous
+                    labels.append(label2id[e.tags[word]] if first_piece else IGNORE_INDEX)
+                    previous = word
+                feature["labels"] = labels
+            features.append(feature)
+        return features
+
+    def predict_tags(self, example: TokenExample, feature: Feature, logits: np.ndarray) -> list[str]:
+        """One tag per word: the first sub-word's argmax; "O" for words cut off by truncation."""
+        word_logits, seen = first_subword(logits, feature["word_ids"], len(example.words))
+        ids = word_logits.argmax(-1)
+        return [self.id2label[int(i)] if ok else "O" for i, ok in zip(ids, seen, strict=True)]
+
+    def metrics(
+        self, examples: list[TokenExample], features: list[Feature], outputs: list[dict[str, np.ndarray]]
+    ) -> dict[str, Any]:
+        predicted = [
+            self.predict_tags(e, f, o["logits"]) for e, f, o in zip(examples, features, outputs, strict=True)
+        ]
+        return metrics.entity_scores([e.tags for e in examples], predicted)
+
+    def primary_metric(self, metrics: dict[str, Any]) -> str:
+        """Entity F1 for chunk tags (B-/I-/E-/S- prefixes); token accuracy for plain tags (POS)."""
+        chunked = any(len(t) > 2 and t[0] in "BIES" and t[1] in "-_" for t in self.id2label.values())
+        return "f1" if chunked else "token_accuracy"
+
+    def saved_options(self) -> dict[str, Any]:
+        return {"char_level": self.options.char_level}
