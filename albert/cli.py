@@ -16,23 +16,23 @@ from albert.errors import AlbertError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("albert.demo", "run the main job on the bundled default corpus"),
+    "demo": ("albert.demo", "run the main job (the whole pipeline) on the bundled data"),
     "params": ("albert.params", "print parameter counts of presets and the paper's ablations"),
     "tokenizer": ("albert.tokenizer_cli", "train a SentencePiece tokenizer"),
-    "finetune": ("albert.finetune", "fine-tune on a labelled task; keep the best dev checkpoint"),
-    "evaluate": ("albert.evaluate", "score a fine-tuned model on a labelled file (JSON metrics)"),
-    "predict": ("albert.predict", "run a pipeline over texts; JSON lines out"),
     "data": (
         "albert.data.cli",
         "build pretraining data: sentence-order pairs with n-gram whole-word masking",
     ),
     "pretrain": ("albert.pretrain", "pretrain with masked-LM + sentence-order prediction (torchrun for DDP)"),
     "plot": ("albert.plot", "draw a run's training and evaluation curves to PNG"),
+    "finetune": ("albert.finetune", "fine-tune on a labelled task; keep the best dev checkpoint"),
+    "evaluate": ("albert.evaluate", "score a fine-tuned model on a labelled file (JSON metrics)"),
+    "predict": ("albert.predict", "run a pipeline over texts; JSON lines out"),
+    "export": ("albert.export", "export a model to ONNX (fp32 or int8) with its config and tokenizer"),
     "convert-bert": (
         "albert.convert_bert",
         "turn a BERT checkpoint into an ALBERT (SVD embeddings, shared layers)",
     ),
-    "export": ("albert.export", "export a model to ONNX (fp32 or int8) with its config and tokenizer"),
 }
 
 

@@ -222,3 +222,25 @@ def test_too_long_input_is_a_clear_error() -> None:
 def test_unknown_activation_is_a_clear_error() -> None:
     with pytest.raises(albert.AlbertError, match="hidden_act"):
         albert.AlbertModel(AlbertConfig(**CONFIGS["small"], hidden_act="nope"))
+
+
+def test_inference_fast_path_matches_the_autograd_path_and_follows_weight_updates() -> None:
+    from albert.modeling import _ONEDNN
+
+    torch.manual_seed(5)
+    model = albert.AlbertForSequenceClassification(AlbertConfig(**CONFIGS["groups"], num_labels=3)).eval()
+    batch = _inputs("AlbertModel", 99)
+    with torch.no_grad():
+        fast = model(**batch).logits
+    plain = model(**batch).logits.detach()  # autograd on: the plain F.linear path
+    assert torch.allclose(fast, plain, atol=1e-5)
+    ffn = model.albert.encoder.albert_layer_groups[0].albert_layers[0].ffn
+    assert (getattr(ffn, "_packed_cache", None) is not None) == _ONEDNN
+    with torch.no_grad():  # an optimizer-style in-place update must invalidate the packed copy
+        for p in model.parameters():
+            p.mul_(1.5)
+        updated = model(**batch).logits
+    assert torch.allclose(updated, model(**batch).logits.detach(), atol=1e-5)
+    assert not torch.allclose(updated, fast, atol=1e-3)
+    model.train()
+    assert getattr(ffn, "_packed_cache", None) is None

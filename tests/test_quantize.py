@@ -7,17 +7,15 @@ import importlib
 import pytest
 import torch
 import torch.nn.functional as F
+
+# fixtures shared between test files (pytest puts this folder on sys.path)
+from test_export_fixtures import tiny_config, trained_like
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 import albert
 from albert.errors import AlbertError
 from albert.modeling import MODEL_CLASSES, AlbertModel
 from albert.quantize import Int8AlbertAttention, Int8AlbertMLMHead
-
-try:  # the fixtures module sits next to this file
-    from tests.test_export_fixtures import tiny_config, trained_like
-except ImportError:
-    from test_export_fixtures import tiny_config, trained_like  # type: ignore[no-redef]
 
 MEDIUM = dict(
     vocab_size=1000, embedding_size=64, hidden_size=256, num_attention_heads=4, intermediate_size=1024
@@ -109,3 +107,35 @@ def test_callable_after_the_submodule_is_imported_and_errors() -> None:
         albert.quantize(torch.nn.Linear(2, 2))
     with pytest.raises(AlbertError, match="not available"):
         albert.quantize(model, engine="no-such-engine")
+
+
+def test_full_range_activations_where_the_cpu_allows_it() -> None:
+    """With VNNI the 8th activation bit is kept (fbgemm's reduce_range is only needed on AVX2)."""
+    from albert.quantize import Int8Linear, cpu_has_vnni
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    x = torch.randn(16, 64) * 3
+    int8 = albert.quantize.quantize(albert.AlbertModel(albert.AlbertConfig(**_SMALL_FOR_RANGE)))
+    layers = [m for m in int8.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert layers and all(isinstance(m, Int8Linear) for m in layers)
+    assert Int8Linear.reduce_range == (not cpu_has_vnni())
+    from albert.quantize import _dynamic_int8
+
+    q = _dynamic_int8(linear)
+    errors = {}
+    for reduce_range in (True, False):
+        q.reduce_range = reduce_range
+        errors[reduce_range] = (q(x) - linear(x)).abs().mean().item()
+    if cpu_has_vnni():  # elsewhere full-range activations may saturate: not used there
+        assert errors[False] < errors[True]
+
+
+_SMALL_FOR_RANGE = dict(
+    vocab_size=50,
+    embedding_size=8,
+    hidden_size=16,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=24,
+)
