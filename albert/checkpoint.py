@@ -17,6 +17,7 @@ import logging
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -272,12 +273,13 @@ def build_model(
     return load_model(cls, spec, **config_overrides)
 
 
-def _atomic_write(target: Path, write: Any) -> None:
-    """Write via a temporary file in the same directory + rename: never a half-written file."""
+def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` into a temporary file beside `target`, then rename it into place: readers see the
+    old file or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        write(Path(tmp))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
@@ -294,5 +296,7 @@ def save_model(model: AlbertPreTrainedModel, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     model.config.architectures = [type(model).__name__]
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(directory / SAFETENSORS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(model.config.to_json_string()))
+    atomic_write(
+        directory / SAFETENSORS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
+    )
+    atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(model.config.to_json_string()))

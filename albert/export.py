@@ -31,7 +31,6 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from albert.checkpoint import atomic_write
 from albert.config import CONFIG_NAME, AlbertConfig
 from albert.errors import AlbertError
 from albert.modeling import MODEL_CLASSES, AlbertPreTrainedModel
@@ -269,20 +269,6 @@ def quantize_onnx(source: Path, target: Path, per_channel: bool = True) -> None:
 # the export
 
 
-def _atomic_save(target: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_onnx(model: AlbertPreTrainedModel, output: str | os.PathLike, int8: bool = False) -> Path:
     """Write `model` as one ONNX file with every shared weight stored once; return its path."""
     onnx = require("onnx")
@@ -307,7 +293,7 @@ def export_onnx(model: AlbertPreTrainedModel, output: str | os.PathLike, int8: b
         for key, value in metadata.items():
             proto.metadata_props.add(key=key, value=value)
         onnx.checker.check_model(proto)
-        _atomic_save(output, lambda tmp: onnx.save(proto, str(tmp)))
+        atomic_write(output, lambda tmp: onnx.save(proto, str(tmp)))
     return output
 
 
@@ -374,13 +360,13 @@ def export_model_dir(
         "%s: %.1f MB for %.1f MB of fp32 parameters", output.name, output.stat().st_size / 1e6, parameter_mb
     )
     config_text = model.config.to_json_string()
-    _atomic_save(output.parent / CONFIG_NAME, lambda tmp: tmp.write_text(config_text, encoding="utf-8"))
+    atomic_write(output.parent / CONFIG_NAME, lambda tmp: tmp.write_text(config_text, encoding="utf-8"))
     if tokenizer is not None:
         tokenizer.save_pretrained(output.parent)
     for name in SIDE_FILES:
         if (model_dir / name).is_file() and model_dir.resolve() != output.parent.resolve():
             data = (model_dir / name).read_bytes()
-            _atomic_save(output.parent / name, lambda tmp, data=data: tmp.write_bytes(data))
+            atomic_write(output.parent / name, lambda tmp, data=data: tmp.write_bytes(data))
     return output
 
 
