@@ -14,22 +14,20 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+# the fixture modules sit next to this file; pytest puts this folder on sys.path
+from test_export_fixtures import (  # noqa: F401
+    parameter_bytes,
+    tiny_config,
+    tokenizer_dir,
+    trained_like,
+)
+
 from albert.cli import main as cli_main
 from albert.errors import AlbertError
 from albert.export import TASKS, export_model_dir, export_onnx
 from albert.modeling import MODEL_CLASSES, AlbertModel, AlbertPreTrainedModel
 from albert.onnx_runtime import OnnxModel
 from albert.tokenization import AlbertTokenizer
-
-try:  # the fixtures module sits next to this file
-    from tests.test_export_fixtures import parameter_bytes, tiny_config, tokenizer_dir, trained_like  # noqa: F401
-except ImportError:
-    from test_export_fixtures import (  # type: ignore[no-redef]  # noqa: F401
-        parameter_bytes,
-        tiny_config,
-        tokenizer_dir,
-        trained_like,
-    )
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [

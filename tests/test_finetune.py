@@ -10,50 +10,29 @@ from typing import Any
 import numpy as np
 import pytest
 
-from albert.errors import AlbertError
+# the fixture modules sit next to this file; pytest puts this folder on sys.path
+from test_finetune_fixtures import (  # noqa: F401
+    CHINESE_NER,
+    CONTEXT,
+    NER_SENTENCES,
+    RACE_ROWS,
+    SWAG_ROWS,
+    classifier_dir,
+    cli_json,
+    cli_json_lines,
+    finetune_tiny,
+    one_thread,
+    sentiment_rows,
+    squad_file,
+    tiny_config,
+    tokenizer,
+    tokenizer_dir,
+    write_conll,
+    write_csv,
+    write_jsonl,
+)
 
-try:  # the fixtures module sits next to this file
-    from tests.test_finetune_fixtures import (  # noqa: F401
-        CHINESE_NER,
-        CONTEXT,
-        NER_SENTENCES,
-        RACE_ROWS,
-        SWAG_ROWS,
-        classifier_dir,
-        cli_json,
-        cli_json_lines,
-        finetune_tiny,
-        one_thread,
-        sentiment_rows,
-        squad_file,
-        tiny_config,
-        tokenizer,
-        tokenizer_dir,
-        write_conll,
-        write_csv,
-        write_jsonl,
-    )
-except ImportError:
-    from test_finetune_fixtures import (  # type: ignore[no-redef]  # noqa: F401
-        CHINESE_NER,
-        CONTEXT,
-        NER_SENTENCES,
-        RACE_ROWS,
-        SWAG_ROWS,
-        classifier_dir,
-        cli_json,
-        cli_json_lines,
-        finetune_tiny,
-        one_thread,
-        sentiment_rows,
-        squad_file,
-        tiny_config,
-        tokenizer,
-        tokenizer_dir,
-        write_conll,
-        write_csv,
-        write_jsonl,
-    )
+from albert.errors import AlbertError
 
 
 def assert_transformers_loads(

@@ -244,3 +244,18 @@ def test_inference_fast_path_matches_the_autograd_path_and_follows_weight_update
     assert not torch.allclose(updated, fast, atol=1e-3)
     model.train()
     assert getattr(ffn, "_packed_cache", None) is None
+
+
+def test_input_mistakes_are_clear_errors() -> None:
+    model = albert.AlbertModel(AlbertConfig(**CONFIGS["small"]))
+    ids = torch.ones(1, 4, dtype=torch.long)
+    with pytest.raises(albert.AlbertError, match="exactly one of input_ids or inputs_embeds"):
+        model()
+    with pytest.raises(albert.AlbertError, match="exactly one of input_ids or inputs_embeds"):
+        model(ids, inputs_embeds=torch.zeros(1, 4, 16))
+    with pytest.raises(albert.AlbertError, match="must be 2-D"):
+        model(ids[0])
+    with pytest.raises(albert.AlbertError, match="num_labels must be 2"):
+        albert.AlbertForQuestionAnswering(AlbertConfig(**CONFIGS["small"], num_labels=3))
+    with pytest.raises(albert.AlbertError, match="expected an AlbertConfig"):
+        albert.AlbertModel({"hidden_size": 32})  # type: ignore[arg-type]

@@ -109,3 +109,15 @@ def test_linear_warmup_then_decay() -> None:
         schedule.step()
     assert lrs[:5] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert lrs[8] == pytest.approx(0.5) and lrs[12] == 0.0
+
+
+def test_invalid_settings_are_clear_errors() -> None:
+    param = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(AlbertError, match="invalid LAMB settings"):
+        Lamb([param], lr=-1.0)
+    with pytest.raises(AlbertError, match="invalid schedule"):
+        linear_warmup_decay(torch.optim.SGD([param], lr=1.0), warmup_steps=2, total_steps=0)
+    embedding = torch.nn.Embedding(5, 2, sparse=True)
+    embedding(torch.tensor([1])).sum().backward()
+    with pytest.raises(AlbertError, match="sparse gradients"):
+        Lamb(embedding.parameters()).step()

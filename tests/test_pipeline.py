@@ -10,28 +10,19 @@ import sys
 import numpy as np
 import pytest
 
+# the fixture modules sit next to this file; pytest puts this folder on sys.path
+from test_finetune_fixtures import (  # noqa: F401
+    classifier_dir,
+    one_thread,
+    pretraining_dir,
+    tiny_config,
+    tokenizer,
+    tokenizer_dir,
+)
+
 import albert
 from albert import postprocess
 from albert.errors import AlbertError
-
-try:  # the fixtures module sits next to this file
-    from tests.test_finetune_fixtures import (  # noqa: F401
-        classifier_dir,
-        one_thread,
-        pretraining_dir,
-        tiny_config,
-        tokenizer,
-        tokenizer_dir,
-    )
-except ImportError:
-    from test_finetune_fixtures import (  # type: ignore[no-redef]  # noqa: F401
-        classifier_dir,
-        one_thread,
-        pretraining_dir,
-        tiny_config,
-        tokenizer,
-        tokenizer_dir,
-    )
 
 TEXTS = [
     "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy disposition.",

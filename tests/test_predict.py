@@ -7,29 +7,19 @@ import json
 
 import pytest
 
+# the fixture modules sit next to this file; pytest puts this folder on sys.path
+from test_finetune_fixtures import (  # noqa: F401
+    classifier_dir,
+    cli_json_lines,
+    one_thread,
+    pretraining_dir,
+    tiny_config,
+    tokenizer,
+    tokenizer_dir,
+)
+
 import albert
 from albert.cli import main
-
-try:  # the fixtures module sits next to this file
-    from tests.test_finetune_fixtures import (  # noqa: F401
-        classifier_dir,
-        cli_json_lines,
-        one_thread,
-        pretraining_dir,
-        tiny_config,
-        tokenizer,
-        tokenizer_dir,
-    )
-except ImportError:
-    from test_finetune_fixtures import (  # type: ignore[no-redef]  # noqa: F401
-        classifier_dir,
-        cli_json_lines,
-        one_thread,
-        pretraining_dir,
-        tiny_config,
-        tokenizer,
-        tokenizer_dir,
-    )
 
 TEXTS = ["a fine film", "In the beginning God created the heaven and the earth, and it was good.", "ok"]
 

@@ -21,35 +21,22 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+# the fixture modules sit next to this file; pytest puts this folder on sys.path
+from tokenizer_fixtures import (  # noqa: F401
+    chinese,
+    english,
+    ours,
+    ours_wp,
+    read_lines,
+    spm_dir,
+    theirs,
+    theirs_wp,
+    training_files,
+    wordpiece_dir,
+)
+
 from albert.errors import AlbertError
 from albert.tokenization import AlbertTokenizer, SentencePieceModel, has_digit_comma
-
-try:  # the fixtures module sits next to this file; import it as a package member or top-level module
-    from tests.tokenizer_fixtures import (  # noqa: F401
-        chinese,
-        english,
-        ours,
-        ours_wp,
-        read_lines,
-        spm_dir,
-        theirs,
-        theirs_wp,
-        training_files,
-        wordpiece_dir,
-    )
-except ImportError:
-    from tokenizer_fixtures import (  # type: ignore[no-redef]  # noqa: F401
-        chinese,
-        english,
-        ours,
-        ours_wp,
-        read_lines,
-        spm_dir,
-        theirs,
-        theirs_wp,
-        training_files,
-        wordpiece_dir,
-    )
 
 REPO = Path(__file__).resolve().parents[1]
 THIRD_PARTY = ["botchan_en_unigram_1000", "botchan_en_bpe_1000", "kyoto_ja_unigram_8000"]

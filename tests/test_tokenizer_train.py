@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
+# the fixture modules sit next to this file; pytest puts this folder on sys.path
+from tokenizer_fixtures import chinese, english, read_lines, spm_dir, training_files  # noqa: F401
+
 from albert.cli import main
 from albert.errors import AlbertError
 from albert.tokenization import AlbertTokenizer, SentencePieceModel
 from albert.tokenizer_train import train_tokenizer
-
-try:  # the fixtures module sits next to this file; import it as a package member or top-level module
-    from tests.tokenizer_fixtures import chinese, english, read_lines, spm_dir, training_files  # noqa: F401
-except ImportError:
-    from tokenizer_fixtures import chinese, english, read_lines, spm_dir, training_files  # type: ignore[no-redef]  # noqa: F401
 
 
 @pytest.fixture(scope="module")
