@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "build pretraining data: sentence-order pairs with n-gram whole-word masking",
     ),
     "pretrain": ("albert.pretrain", "pretrain with masked-LM + sentence-order prediction (torchrun for DDP)"),
+    "distill": ("albert.distill", "distil a BERT teacher into an ALBERT student (MiniLMv2 relations)"),
     "plot": ("albert.plot", "draw a run's training and evaluation curves to PNG"),
     "finetune": ("albert.finetune", "fine-tune on a labelled task; keep the best dev checkpoint"),
     "evaluate": ("albert.evaluate", "score a fine-tuned model on a labelled file (JSON metrics)"),

@@ -283,7 +283,15 @@ STAT_NAMES = (
 
 
 class Pretrainer:
-    """One pretraining run: builds data, model and optimiser, resumes, trains, evaluates, saves."""
+    """One pretraining run: builds data, model and optimiser, resumes, trains, evaluates, saves.
+
+    The loop (checkpoints, exact resume, DDP/FSDP, metrics, NaN handling) is objective-agnostic:
+    a subclass with another objective (`albert.distill.Distiller`) overrides `_step_losses`,
+    `STAT_NAMES`, `evaluate`, `_record`, `_postfix`, `_eval_message` and `_describe`."""
+
+    STAT_NAMES = STAT_NAMES  # per-step sums; every key `_step_losses` returns must be one of them
+    progress_name = "pretrain"
+    find_unused_parameters = False  # DDP: True when the objective leaves some parameters unused
 
     def __init__(self, cfg: PretrainConfig, dist: Distributed) -> None:
         cfg.validate()
@@ -372,7 +380,9 @@ class Pretrainer:
         if self.cfg.fsdp:
             return _shard_fsdp(model)
         device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters
+        )
 
     @property
     def global_batch(self) -> int:
@@ -497,26 +507,35 @@ class Pretrainer:
             "tokens": inputs["attention_mask"].sum(),
         }
 
+    def _step_losses(
+        self, model: nn.Module, batch: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """(losses, counts) of one micro-batch: `losses["loss"]` is what is minimised; every
+        loss and count is summed into the step's statistics under its name."""
+        out, counts = self._forward(model, batch)
+        return {"loss": out.loss, "mlm_loss": out.mlm_loss, "sop_loss": out.sop_loss}, counts
+
     def train_step(self, micro: list[dict[str, Tensor]], stop: StopSignal | None = None) -> dict[str, float]:
         """Forward/backward over the micro-batches, then (unless the loss is not finite) one update."""
         self.wrapped.train()
-        sums = torch.zeros(len(STAT_NAMES), dtype=torch.float64, device=self.dist.device)
-        index = {name: i for i, name in enumerate(STAT_NAMES)}
+        names = self.STAT_NAMES
+        sums = torch.zeros(len(names), dtype=torch.float64, device=self.dist.device)
+        index = {name: i for i, name in enumerate(names)}
         for i, batch in enumerate(micro):
             last = i == len(micro) - 1
             no_sync = getattr(self.wrapped, "no_sync", None)
             with contextlib.nullcontext() if last or no_sync is None else no_sync():
-                out, counts = self._forward(self.wrapped, batch)
-                loss = out.loss.float() / len(micro)
+                losses, counts = self._step_losses(self.wrapped, batch)
+                loss = losses["loss"].float() / len(micro)
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
-            for name in ("loss", "mlm_loss", "sop_loss"):
-                sums[index[name]] += getattr(out, name).detach().float()
+            for name, value in losses.items():
+                sums[index[name]] += value.detach().float()
             for name, value in counts.items():
                 sums[index[name]] += value
         sums[index["micro_batches"]] = len(micro)
         sums[index["bad"]] = float(not torch.isfinite(sums[index["loss"]]))
         sums[index["stop"]] = float(stop is not None and stop.received is not None)  # all ranks stop together
-        stats = dict(zip(STAT_NAMES, self.dist.all_reduce_sum(sums), strict=True))
+        stats = dict(zip(names, self.dist.all_reduce_sum(sums), strict=True))
 
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -635,7 +654,7 @@ class Pretrainer:
         board = TensorBoard(self.output / "tensorboard") if cfg.tensorboard and dist.is_main else None
         if dist.is_main:
             self._describe()
-        bar = progress_bar(cfg.max_steps, initial=pos.step, desc="pretrain", enabled=dist.is_main)
+        bar = progress_bar(cfg.max_steps, initial=pos.step, desc=self.progress_name, enabled=dist.is_main)
         interval: dict[str, float] = {}
         interval_time = 0.0
         last_saved = pos.step if pos.step else -1  # a resumed run's step is already saved
@@ -737,11 +756,15 @@ class Pretrainer:
         if self.dist.is_main:
             from tqdm.auto import tqdm
 
-            tqdm.write(
-                f"step {result['step']}: eval mlm_acc {result['mlm_accuracy']:.3f} sop_acc "
-                f"{result['sop_accuracy']:.3f} perplexity {result['perplexity']:.1f}"
-            )
+            tqdm.write(self._eval_message(result))
         return result
+
+    @staticmethod
+    def _eval_message(result: dict[str, Any]) -> str:
+        return (
+            f"step {result['step']}: eval mlm_acc {result['mlm_accuracy']:.3f} sop_acc "
+            f"{result['sop_accuracy']:.3f} perplexity {result['perplexity']:.1f}"
+        )
 
     def _on_bad_step(self, stats: dict[str, float], metrics: MetricsLog | None) -> None:
         pos = self.position
@@ -772,15 +795,16 @@ class Pretrainer:
         )
 
 
-def run_pretraining(cfg: PretrainConfig) -> dict[str, Any]:
-    """Run (or resume) pretraining; returns a summary (final step, checkpoint, last evaluation)."""
+def run_pretraining(cfg: PretrainConfig, trainer_class: type[Pretrainer] = Pretrainer) -> dict[str, Any]:
+    """Run (or resume) pretraining - or `trainer_class`'s objective in the same loop; returns a
+    summary (final step, checkpoint, last evaluation)."""
     cfg.validate()
     import torch.distributed as torch_dist
 
     owns_group = not (torch_dist.is_available() and torch_dist.is_initialized())
     dist = setup_distributed(cfg.device)
     try:
-        return Pretrainer(cfg, dist).train()
+        return trainer_class(cfg, dist).train()
     finally:
         if owns_group:
             teardown_distributed()
@@ -811,6 +835,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.eval_fraction,
         help="fraction of --data held out for evaluation",
     )
+    add_training_arguments(parser, d)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, d: PretrainConfig) -> None:
+    """The training-loop options, shared with `albert distill` (`d` holds the defaults)."""
+    a = parser.add_argument
     a("--max-steps", type=int, default=d.max_steps)
     a("--batch-size", type=int, default=d.batch_size, help="sequences per device per micro-batch")
     a("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimiser step")

@@ -17,7 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from albert.data import PretrainingDataset, build_pretraining_data, collate_pretraining, split_sentences
+from albert.data import (
+    PretrainingDataset,
+    build_pretraining_data,
+    collate_pretraining,
+    masking,
+    split_sentences,
+)
 from albert.data import text as data_text
 from albert.data.examples import _chunks, _split_long, _truncation_counts
 from albert.data.masking import MaskingOptions, VocabularyTables, mask_tokens
@@ -335,6 +341,36 @@ def test_mask_tokens_edge_cases(tokenizer: AlbertTokenizer) -> None:
     assert not {0, len(body) + 1, len(ids) - 1} & set(masked.positions.tolist())
     none = mask_tokens(ids, tables, MaskingOptions(0.0, 20, 3, 4), np.random.default_rng(0))
     assert none.positions.size == 0 and np.array_equal(none.input_ids, ids)
+
+
+def test_batched_walk_matches_the_one_example_walk(
+    static: PretrainingDataset, tokenizer: AlbertTokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The array walk over a whole batch chooses exactly what the plain-Python walk chooses."""
+    tables = VocabularyTables.from_tokenizer(tokenizer)
+    examples = [_originals(static[i]) for i in range(0, len(static), max(1, len(static) // 300))]
+    ids, lengths = np.concatenate(examples), np.array([e.size for e in examples])
+    for options in (MaskingOptions(0.15, 20, 3, tokenizer.mask_token_id), MaskingOptions(0.3, 40, 4, 4)):
+        batched = mask_tokens(ids, tables, options, np.random.default_rng(7), lengths)
+        monkeypatch.setattr(masking, "FEW_EXAMPLES", len(examples))  # every example walked in Python
+        one_by_one = mask_tokens(ids, tables, options, np.random.default_rng(7), lengths)
+        monkeypatch.undo()
+        for name in ("input_ids", "positions", "labels", "counts", "span_words", "span_drawn"):
+            assert np.array_equal(getattr(batched, name), getattr(one_by_one, name)), name
+        assert batched.counts.sum() > len(examples) and batched.span_words[1:].sum() > 0
+
+
+def test_concatenated_ranges_and_array_truncation() -> None:
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, 50, 200)
+    stops = starts + rng.integers(0, 6, 200)  # empty ranges included
+    expected = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+    assert np.array_equal(masking.concatenated_ranges(starts, stops), expected)
+    first, second = rng.integers(1, 300, 500), rng.integers(1, 300, 500)
+    cut_first, cut_second = _truncation_counts(first, second, 253)
+    scalar = [_truncation_counts(int(a), int(b), 253) for a, b in zip(first, second, strict=True)]
+    assert [(int(a), int(b)) for a, b in zip(cut_first, cut_second, strict=True)] == scalar
+    assert np.all(first - cut_first + second - cut_second <= 253)
 
 
 def test_wordpiece_vocabulary_marks_continuations(tmp_path: Path) -> None:

@@ -17,17 +17,26 @@ ALBERT's recipe (``create_instances_from_document``), per document and per dupli
 Documents with fewer than two sentences cannot make a pair and are skipped (and counted).
 Randomness comes from one generator per unit, seeded by ``(seed, file_index, unit_index)``, so a
 unit's output does not depend on which process handles it or when.
+
+Speed: a unit is tokenised in one native call into one flat id array; sentences, chunks and the
+A/B sides are `range`s of positions in it (`_Plan`), and the draws of steps 4-5 are made for all
+of a unit's chunks at once, so per example there is no Python beyond grouping sentences, and
+every example's tokens are gathered from the flat array in one indexing operation (`_examples`).
+The draws are the same distributions as above, taken in a batched order (per pass: every
+document's target; then every chunk's k, swap and truncation), which is what fixes the output.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Sequence, Sized
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
-from albert.data.masking import MaskingOptions, VocabularyTables, mask_tokens
+from albert.data.masking import Masked, MaskingOptions, VocabularyTables, concatenated_ranges, mask_tokens
 from albert.data.text import Unit, split_sentences
 
 
@@ -103,57 +112,103 @@ class UnitProcessor:
         self.max_tokens = options.max_seq_length - 3  # room for [CLS], [SEP], [SEP]
 
     def __call__(self, unit: Unit) -> UnitResult:
-        documents, stats = self._tokenize(unit)
+        ids, documents, stats = self._tokenize(unit)
         rng = unit_seed(self.options.seed, unit)
-        builder = _ExampleBuilder(self, stats)
+        plan = _Plan(ids, documents, self.max_tokens, self.tables.word_start)
         for _ in range(self.options.dupe_factor):
-            for sentences in documents:
-                self._document_examples(sentences, rng, builder)
-        return builder.result(unit, rng)
+            plan.add_pass(rng, self.options.short_seq_prob)
+        return _examples(unit, ids, plan.pairs(rng), self.options, self.tables, stats, rng)
 
-    def _tokenize(self, unit: Unit) -> tuple[list[list[np.ndarray]], UnitStats]:
-        """All sentences of the unit in one native batch call; documents as lists of id arrays."""
+    def _tokenize(self, unit: Unit) -> tuple[np.ndarray, list[list[range]], UnitStats]:
+        """All sentences of the unit in one native batch call: the unit's token ids, flat, and each
+        document as the ranges of its (non-empty) sentences in them."""
         if unit.format == "sentences":
             split = unit.documents
         else:
             split = [[s for line in document for s in split_sentences(line)] for document in unit.documents]
         flat = [sentence for document in split for sentence in document]
         encodings = self.engine.encode_batch_fast(flat, add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        ids = np.fromiter(
-            itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=int(lengths.sum())
-        )
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        id_lists = [e.ids for e in encodings]
+        lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        ids = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))
+        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
         stats = UnitStats()
         documents = []
         sentence = 0
         for document in split:
-            pieces = [ids[bounds[i] : bounds[i + 1]] for i in range(sentence, sentence + len(document))]
+            pieces = [
+                range(bounds[i], bounds[i + 1])
+                for i in range(sentence, sentence + len(document))
+                if bounds[i + 1] > bounds[i]
+            ]
             sentence += len(document)
-            pieces = [p for p in pieces if p.size]
             stats.documents += 1
             stats.sentences += len(pieces)
             if len(pieces) < 2:
                 stats.skipped_documents += 1
             else:
                 documents.append(pieces)
-        return documents, stats
+        return ids, documents, stats
 
-    def _document_examples(
-        self, sentences: list[np.ndarray], rng: np.random.Generator, builder: _ExampleBuilder
+
+class _Plan:
+    """Which token ranges of a unit become examples: chunks of whole segments, pass after pass.
+
+    Segments and chunks are `range`s of positions in the unit's flat ids, so no tokens move until
+    `_examples` gathers them all at once. A document's chunks depend only on its target length,
+    so those for the full target (nine documents in ten) are worked out once for all passes.
+    """
+
+    def __init__(
+        self, ids: np.ndarray, documents: list[list[range]], max_tokens: int, word_start: np.ndarray
     ) -> None:
-        target = self.max_tokens
-        if rng.random() < self.options.short_seq_prob:
-            target = int(rng.integers(2, self.max_tokens + 1))
-        segments = _split_long(sentences, target, self.tables.word_start)
-        for chunk in _chunks(segments, target):
-            a_end = int(rng.integers(1, len(chunk)))
-            first, second = np.concatenate(chunk[:a_end]), np.concatenate(chunk[a_end:])
-            swapped = bool(rng.random() < 0.5)
-            if swapped:
-                first, second = second, first
-            first, second = _truncate_pair(first, second, self.max_tokens, rng)
-            builder.add(first, second, swapped)
+        self.ids, self.documents, self.max_tokens, self.word_start = ids, documents, max_tokens, word_start
+        self._full: list[list[list[range]] | None] = [None] * len(documents)
+        self.chunks: list[list[range]] = []
+
+    def add_pass(self, rng: np.random.Generator, short_seq_prob: float) -> None:
+        """One duplication pass: a target per document (short with `short_seq_prob`), then its chunks."""
+        count = len(self.documents)
+        short = (rng.random(count) < short_seq_prob).tolist()
+        short_targets = rng.integers(2, self.max_tokens + 1, size=count).tolist()
+        for index, document in enumerate(self.documents):
+            if short[index]:
+                self.chunks += self._chunk(document, short_targets[index])
+                continue
+            full = self._full[index]
+            if full is None:
+                full = self._full[index] = self._chunk(document, self.max_tokens)
+            self.chunks += full
+
+    def _chunk(self, document: list[range], target: int) -> list[list[range]]:
+        if max(map(len, document)) <= target:
+            return _chunks(document, target)
+        first = document[0].start
+        pieces = _split_long([self.ids[s.start : s.stop] for s in document], target, self.word_start)
+        stops = (first + np.cumsum([p.size for p in pieces])).tolist()
+        return _chunks([range(b, e) for b, e in zip([first, *stops[:-1]], stops, strict=True)], target)
+
+    def pairs(self, rng: np.random.Generator) -> _Pairs:
+        """Split every chunk into A and B, swap half of them, truncate to fit: all chunks at once."""
+        count = len(self.chunks)
+        segments = np.fromiter(map(len, self.chunks), dtype=np.int64, count=count)
+        splits = np.fromiter(
+            (s.start for chunk in self.chunks for s in chunk), dtype=np.int64, count=int(segments.sum())
+        )
+        first_segment = np.cumsum(segments) - segments
+        start = splits[first_segment]
+        stop = np.fromiter((chunk[-1].stop for chunk in self.chunks), dtype=np.int64, count=count)
+        middle = splits[first_segment + rng.integers(1, segments)]  # A = the first k segments, k in [1, n-1]
+        swapped = rng.random(count) < 0.5
+        first = np.where(swapped, middle, start), np.where(swapped, stop, middle)
+        second = np.where(swapped, start, middle), np.where(swapped, middle, stop)
+        cuts = np.stack(_truncation_counts(first[1] - first[0], second[1] - second[0], self.max_tokens))
+        front = rng.binomial(cuts, 0.5)  # the original trims each side from a random end, token by token
+        return _Pairs(
+            first=(first[0] + front[0], first[1] - (cuts[0] - front[0])),
+            second=(second[0] + front[1], second[1] - (cuts[1] - front[1])),
+            swapped=swapped,
+        )
 
 
 def _split_long(sentences: list[np.ndarray], target: int, word_start: np.ndarray) -> list[np.ndarray]:
@@ -180,99 +235,85 @@ def _split_long(sentences: list[np.ndarray], target: int, word_start: np.ndarray
     return segments
 
 
-def _chunks(segments: list[np.ndarray], target: int) -> list[list[np.ndarray]]:
+def _chunks(segments: Sequence[Sized], target: int) -> list[list[Any]]:
     """Group consecutive segments into chunks of >= `target` tokens and >= 2 segments each.
 
     A chunk closes once it reaches the target, unless exactly one segment would be left over:
     that one joins it (the pair is then truncated), so every chunk can be split into A and B.
     """
     chunks, current, length = [], [], 0
+    last = len(segments) - 1
     for i, segment in enumerate(segments):
         current.append(segment)
-        length += segment.size
-        left = len(segments) - i - 1
-        if left == 0 or (length >= target and len(current) >= 2 and left >= 2):
+        length += len(segment)
+        if i == last or (length >= target and len(current) >= 2 and last - i >= 2):
             chunks.append(current)
             current, length = [], 0
     return chunks
 
 
-def _truncate_pair(
-    first: np.ndarray, second: np.ndarray, max_tokens: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """The original's token-by-token loop in closed form.
+def _truncation_counts(len_first: Any, len_second: Any, max_tokens: int) -> tuple[Any, Any]:
+    """How many tokens the original's token-by-token loop removes from each side (ints or arrays).
 
-    It removes from the longer side (the second on ties) until the pair fits, each time from the
-    front or the back with probability 1/2: so each side loses a known count, a Binomial(count,
-    1/2) share of it from the front.
+    It removes from the longer side (the second on ties) until the pair fits: first the gap
+    between the two, then alternately, the second side first.
     """
-    cut_first, cut_second = _truncation_counts(first.size, second.size, max_tokens)
-    if cut_first == cut_second == 0:
-        return first, second
-    front = rng.binomial([cut_first, cut_second], 0.5)
-    first = first[front[0] : first.size - (cut_first - front[0])]
-    second = second[front[1] : second.size - (cut_second - front[1])]
-    return first, second
+    excess = np.maximum(len_first + len_second - max_tokens, 0)
+    gap = np.minimum(np.abs(len_first - len_second), excess)
+    rest = excess - gap
+    first_longer = len_first > len_second
+    return rest // 2 + np.where(first_longer, gap, 0), rest - rest // 2 + np.where(first_longer, 0, gap)
 
 
-def _truncation_counts(len_first: int, len_second: int, max_tokens: int) -> tuple[int, int]:
-    excess = len_first + len_second - max_tokens
-    if excess <= 0:
-        return 0, 0
-    gap = abs(len_first - len_second)
-    if gap >= excess:
-        return (excess, 0) if len_first > len_second else (0, excess)
-    rest = excess - gap  # once equal they alternate, the second side first
-    first, second = rest // 2, rest - rest // 2
-    return (first + gap, second) if len_first > len_second else (first, second + gap)
+@dataclass
+class _Pairs:
+    """Examples as token ranges of the unit's ids: ``[CLS] first [SEP] second [SEP]``."""
+
+    first: tuple[np.ndarray, np.ndarray]  # starts, stops
+    second: tuple[np.ndarray, np.ndarray]
+    swapped: np.ndarray  # bool: `first` comes after `second` in the text
 
 
-class _ExampleBuilder:
-    """Collects a unit's examples; masks them all in one batch at the end unless masking is dynamic."""
-
-    def __init__(self, processor: UnitProcessor, stats: UnitStats) -> None:
-        self.options = processor.options
-        self.tables = processor.tables
-        self.stats = stats
-        self.ids: list[np.ndarray] = []
-        self.segment_a: list[int] = []
-        self.sentence_order: list[int] = []
-        self._specials = np.array([self.options.cls_token_id, self.options.sep_token_id], dtype=np.int64)
-
-    def add(self, first: np.ndarray, second: np.ndarray, swapped: bool) -> None:
-        cls, sep = self._specials[:1], self._specials[1:]
-        self.ids.append(np.concatenate([cls, first, sep, second, sep]))
-        self.segment_a.append(first.size + 2)
-        self.sentence_order.append(int(swapped))
-
-    def result(self, unit: Unit, rng: np.random.Generator) -> UnitResult:
-        dtype = np.dtype(self.options.token_dtype)
-        n = len(self.ids)
-        lengths = np.fromiter((a.size for a in self.ids), dtype=np.int64, count=n)
-        ids = np.concatenate(self.ids) if self.ids else np.zeros(0, dtype=np.int64)
-        ngram = self.options.masking.ngram
-        counts, positions, labels = np.zeros(n, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        spans, drawn = np.zeros(ngram, np.int64), np.zeros(ngram, np.int64)
-        if not self.options.dynamic_masking and n:
-            masked = mask_tokens(ids, self.tables, self.options.masking, rng, lengths)
-            ids, counts, positions, labels = masked.input_ids, masked.counts, masked.positions, masked.labels
-            spans, drawn = masked.span_words, masked.span_drawn
-        stats = self.stats
-        stats.examples, stats.tokens, stats.predictions = n, int(lengths.sum()), int(counts.sum())
-        stats.swapped = sum(self.sentence_order)
-        stats.span_words, stats.span_words_drawn = spans.tolist(), drawn.tolist()
-        return UnitResult(
-            file_index=unit.file_index,
-            unit_index=unit.unit_index,
-            input_ids=ids.astype(dtype),
-            lengths=lengths,
-            segment_a=np.asarray(self.segment_a, dtype=np.int64),
-            sentence_order=np.asarray(self.sentence_order, dtype=np.uint8),
-            prediction_counts=counts,
-            prediction_positions=positions.astype(np.uint16),
-            prediction_labels=labels.astype(dtype),
-            stats=stats,
-        )
+def _examples(
+    unit: Unit,
+    ids: np.ndarray,
+    pairs: _Pairs,
+    options: ExampleOptions,
+    tables: VocabularyTables,
+    stats: UnitStats,
+    rng: np.random.Generator,
+) -> UnitResult:
+    """Gather every example's tokens in one go, then mask them all in one batch (unless dynamic)."""
+    n = pairs.swapped.size
+    cls, sep = ids.size, ids.size + 1  # the specials' positions in `source`
+    source = np.concatenate([ids, [options.cls_token_id, options.sep_token_id]])
+    first_size = pairs.first[1] - pairs.first[0]
+    lengths = first_size + (pairs.second[1] - pairs.second[0]) + 3
+    starts = np.stack([np.full(n, cls), pairs.first[0], np.full(n, sep), pairs.second[0], np.full(n, sep)], 1)
+    stops = np.stack(
+        [np.full(n, cls + 1), pairs.first[1], np.full(n, sep + 1), pairs.second[1], np.full(n, sep + 1)], 1
+    )
+    input_ids = source[concatenated_ranges(starts.ravel(), stops.ravel())]
+    if options.dynamic_masking or not n:
+        masked = Masked.nothing(input_ids, n, options.masking.ngram)
+    else:
+        masked = mask_tokens(input_ids, tables, options.masking, rng, lengths)
+    stats.examples, stats.tokens, stats.predictions = n, int(lengths.sum()), int(masked.counts.sum())
+    stats.swapped = int(pairs.swapped.sum())
+    stats.span_words, stats.span_words_drawn = masked.span_words.tolist(), masked.span_drawn.tolist()
+    dtype = np.dtype(options.token_dtype)
+    return UnitResult(
+        file_index=unit.file_index,
+        unit_index=unit.unit_index,
+        input_ids=masked.input_ids.astype(dtype),
+        lengths=lengths,
+        segment_a=first_size + 2,
+        sentence_order=pairs.swapped.astype(np.uint8),
+        prediction_counts=masked.counts,
+        prediction_positions=masked.positions.astype(np.uint16),
+        prediction_labels=masked.labels.astype(dtype),
+        stats=stats,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -125,6 +125,12 @@ class Masked:
     span_words: np.ndarray  # histogram: masked spans of n words at [n - 1] ...
     span_drawn: np.ndarray  # ... and the same spans by the n drawn for them (before fitting the budget)
 
+    @classmethod
+    def nothing(cls, ids: np.ndarray, n_examples: int, ngram: int) -> Masked:
+        """`ids` as they are: no predictions (no masking, or nothing maskable)."""
+        empty, no_spans = np.zeros(0, dtype=np.int64), np.zeros(ngram, dtype=np.int64)
+        return cls(ids.copy(), empty, empty, np.zeros(n_examples, np.int64), no_spans, no_spans.copy())
+
 
 def mask_tokens(
     ids: np.ndarray,
@@ -141,48 +147,57 @@ def mask_tokens(
     Speed: the original shuffles all of an example's words and walks them until the budget is
     spent, which takes a dozen or so of ~400. Here each example first draws a few more random words
     than it can need, with replacement - their first occurrences are a uniformly random order, and
-    a repeat is skipped just as the original skips a covered word - so all the arrays are built
-    for the whole batch at once and only the short greedy walk is Python. An example that
-    runs out of draws before its budget is spent walks a full shuffle of its words, as the original.
+    a repeat is skipped just as the original skips a covered word. The greedy walk then advances
+    all examples of the batch together, one visited word each per step, in numpy (`_Walk`). An
+    example that runs out of draws before its budget is spent walks a full shuffle of its words,
+    as the original.
     """
     lengths = np.array([ids.size], dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     n_examples = lengths.size
     candidates = np.flatnonzero(tables.maskable[ids])  # positions in the flat batch
-    no_spans = np.zeros(options.ngram, dtype=np.int64)
     if options.masked_lm_prob <= 0 or candidates.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return Masked(ids.copy(), empty, empty, np.zeros(n_examples, np.int64), no_spans, no_spans.copy())
+        return Masked.nothing(ids, n_examples, options.ngram)
     words = _Words.find(ids, candidates, offsets, tables)
     budgets = np.minimum(
         options.max_predictions_per_seq, np.maximum(1, np.round(lengths * options.masked_lm_prob))
+    ).astype(np.int64)
+    ngram_draws = rng.random(words.count)  # each word's n, drawn up front, looked up only if visited
+    anchors_per_example = np.where(words.per_example > 0, ANCHORS_PER_PREDICTION * budgets + EXTRA_ANCHORS, 0)
+    anchor_example = np.repeat(np.arange(n_examples), anchors_per_example)
+    anchors = (
+        words.offsets[anchor_example] + rng.random(anchor_example.size) * words.per_example[anchor_example]
     )
-    budgets = budgets.astype(np.int64)
-    ngrams = (
-        np.searchsorted(options.ngram_cdf, rng.random(words.count), side="right") + 1
-    )  # n drawn by each word
-    per_example = np.where(words.per_example > 0, ANCHORS_PER_PREDICTION * budgets + EXTRA_ANCHORS, 0)
-    anchor_example = np.repeat(np.arange(n_examples), per_example)
-    anchors = words.offsets[anchor_example] + (
-        rng.random(anchor_example.size) * words.per_example[anchor_example]
-    )
-    visits = words.visits(anchors.astype(np.int64), anchor_example, ngrams, options.ngram)
-    anchor_offsets = np.concatenate([[0], np.cumsum(per_example)]).tolist()
-    covered = bytearray(words.count)  # per word; spans are whole words, so this is all overlap needs
-    spans: list[tuple[int, int]] = []
-    for example, budget in enumerate(budgets.tolist()):
-        window = slice(anchor_offsets[example], anchor_offsets[example + 1])
-        chosen = _choose_spans([v[window] for v in visits], budget, 0, covered, spans)
-        if chosen < budget and words.per_example[example]:
-            shuffled = words.offsets[example] + rng.permutation(words.per_example[example])
-            every = words.visits(shuffled, np.full(shuffled.size, example), ngrams, options.ngram)
-            _choose_spans(every, budget, chosen, covered, spans)
-    chosen_positions = candidates[np.frombuffer(covered, dtype=bool)[words.of_candidate]]
-    return _replace(ids, chosen_positions, offsets, n_examples, spans, tables, options, rng)
+    walk = _Walk(words, ngram_draws, budgets, options)
+    walk.visit(np.arange(n_examples), _padded_rows(anchors.astype(np.int64), anchors_per_example))
+    short = np.flatnonzero((walk.chosen < budgets) & (words.per_example > 0))
+    if short.size:  # rare: walk a full shuffle of these examples' words, as the original does
+        shuffles = [words.offsets[e] + rng.permutation(words.per_example[e]) for e in short.tolist()]
+        walk.visit(short, _padded_rows(np.concatenate(shuffles), words.per_example[short]))
+    covered_words = np.flatnonzero(walk.covered[: words.count])
+    chosen = candidates[concatenated_ranges(words.bounds[covered_words], words.bounds[covered_words + 1])]
+    return _replace(ids, chosen, offsets, n_examples, walk, tables, options, rng)
 
 
 ANCHORS_PER_PREDICTION = 1  # random words drawn per prediction of budget, plus
 EXTRA_ANCHORS = 8  # these: enough that the fallback full shuffle is rare (< 0.3 % of examples)
+FEW_EXAMPLES = 4  # walks of this many examples or fewer run in plain Python (`_Walk.walk_one`)
+
+
+def concatenated_ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """``np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])`` without a Python loop."""
+    sizes = stops - starts
+    total = int(sizes.sum())
+    first = np.cumsum(sizes) - sizes  # where each range begins in the output
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - first, sizes)
+
+
+def _padded_rows(flat: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Split `flat` into rows of `counts` items, padded with -1 to one width: [rows, max(counts)]."""
+    width = int(counts.max()) if counts.size else 0
+    rows = np.full((counts.size, width), -1, dtype=np.int64)
+    rows[np.arange(width) < counts[:, None]] = flat
+    return rows
 
 
 @dataclass
@@ -190,7 +205,6 @@ class _Words:
     """The words of a batch, numbered across it, as ranges of candidate indices."""
 
     bounds: np.ndarray  # word w is candidates[bounds[w]:bounds[w + 1]]
-    of_candidate: np.ndarray  # word number of every candidate token
     offsets: np.ndarray  # example e owns words offsets[e]:offsets[e + 1]
     per_example: np.ndarray
 
@@ -205,44 +219,93 @@ class _Words:
         starts = tables.word_start[ids[candidates]]
         starts[0] = True
         starts[1:] |= np.diff(candidates) > 1  # after [CLS], [SEP] or another example: a new word
-        first = np.flatnonzero(starts)
-        example = np.searchsorted(offsets, candidates[first], side="right") - 1
-        per_example = np.bincount(example, minlength=offsets.size - 1)
-        word_offsets = np.concatenate([[0], np.cumsum(per_example)])
-        return cls(np.append(first, candidates.size), np.cumsum(starts) - 1, word_offsets, per_example)
-
-    def visits(
-        self, words: np.ndarray, example: np.ndarray, ngrams: np.ndarray, ngram: int
-    ) -> list[list[Any]]:
-        """Per visited word: the word, its drawn n, the n that fits in its example, token sizes by n."""
-        end = self.offsets[example + 1]
-        drawn = ngrams[words]
-        usable = np.minimum(drawn, end - words)
-        reach = np.minimum(words[:, None] + np.arange(1, ngram + 1), end[:, None])
-        sizes = self.bounds[reach] - self.bounds[words][:, None]
-        return [words.tolist(), drawn.tolist(), usable.tolist(), sizes.tolist()]
+        first = np.flatnonzero(starts)  # each word's first candidate
+        word_offsets = np.searchsorted(first, np.searchsorted(candidates, offsets))
+        return cls(np.append(first, candidates.size), word_offsets, np.diff(word_offsets))
 
 
-def _choose_spans(
-    visits: list[list[Any]], budget: int, chosen: int, covered: bytearray, spans: list[tuple[int, int]]
-) -> int:
-    """The original's greedy walk for one example: take each visited word's n-gram if it fits.
+class _Walk:
+    """The original's greedy walk, run for many examples at once.
 
-    An n-gram that overshoots the budget is shortened; one that still does, or that touches a
-    covered word, is skipped. Marks `covered`, records (n, n drawn) in `spans`, returns tokens chosen.
+    Each example visits words in its own order; from a visited word it takes an n-gram of its
+    drawn n (at most the words left in the example), shortened while it overshoots the budget,
+    and skips it if it still does or if it touches a covered word. Examples own disjoint words,
+    so one step of every example is independent of the others and runs as array operations.
     """
-    for word, drawn, n, size_by_n in zip(*visits, strict=True):
-        if chosen >= budget:
-            break
-        while n > 1 and chosen + size_by_n[n - 1] > budget:
-            n -= 1
-        size = size_by_n[n - 1]
-        if chosen + size > budget or 1 in covered[word : word + n]:
-            continue
-        covered[word : word + n] = b"\x01" * n
-        chosen += size
-        spans.append((n, drawn))
-    return chosen
+
+    def __init__(
+        self, words: _Words, ngram_draws: np.ndarray, budgets: np.ndarray, options: MaskingOptions
+    ) -> None:
+        self.words, self.ngram_draws, self.budgets = words, ngram_draws, budgets
+        self.ngram, self.ngram_cdf = options.ngram, options.ngram_cdf
+        self.chosen = np.zeros(budgets.size, dtype=np.int64)  # tokens chosen per example
+        self.covered = np.zeros(words.count + self.ngram, dtype=bool)  # per word, padded for n-gram reach
+        self.span_words = np.zeros(self.ngram, dtype=np.int64)  # taken spans by their n ...
+        self.span_drawn = np.zeros(self.ngram, dtype=np.int64)  # ... and by the n drawn for them
+        self._steps = np.arange(self.ngram)
+
+    def visit(self, examples: np.ndarray, order: np.ndarray) -> None:
+        """Walk `examples`, row i visiting the words ``order[i]`` (-1 = no more) until its budget is spent."""
+        if examples.size <= FEW_EXAMPLES:
+            for example, row in zip(examples.tolist(), order, strict=True):
+                self.walk_one(example, row[row >= 0])
+            return
+        rows = np.arange(examples.size)
+        for column in range(order.shape[1]):
+            example = examples[rows]
+            word = order[rows, column]
+            live = (word >= 0) & (self.chosen[example] < self.budgets[example])
+            rows, example, word = rows[live], example[live], word[live]
+            if not rows.size:
+                return
+            self._step(example, word)
+
+    def _step(self, example: np.ndarray, word: np.ndarray) -> None:
+        bounds, steps = self.words.bounds, self._steps
+        end = self.words.offsets[example + 1]
+        drawn = self._ngrams(word)
+        usable = np.minimum(drawn, end - word)
+        sizes = bounds[np.minimum(word[:, None] + steps + 1, end[:, None])] - bounds[word][:, None]
+        left = self.budgets[example] - self.chosen[example]
+        # the longest n <= usable that fits the budget (sizes grow with n), else 1
+        n = np.maximum(((sizes <= left[:, None]) & (steps < usable[:, None])).sum(axis=1), 1)
+        size = sizes[np.arange(word.size), n - 1]
+        span = word[:, None] + steps
+        in_span = steps < n[:, None]
+        take = (size <= left) & ~(self.covered[span] & in_span).any(axis=1)
+        self.covered[span[take][in_span[take]]] = True
+        self.chosen[example[take]] += size[take]
+        self.span_words += np.bincount(n[take] - 1, minlength=self.ngram)
+        self.span_drawn += np.bincount(drawn[take] - 1, minlength=self.ngram)
+
+    def _ngrams(self, words: np.ndarray) -> np.ndarray:
+        """The n drawn for each of `words`: p(n) ∝ 1/n, n = 1..ngram."""
+        return np.searchsorted(self.ngram_cdf, self.ngram_draws[words], side="right") + 1
+
+    def walk_one(self, example: int, order: np.ndarray) -> None:
+        """The same walk for one example in plain Python: a few times faster than array steps for a
+        lone example (the dataset masks one at a time; a batch has a few fallback shuffles)."""
+        first, end = int(self.words.offsets[example]), int(self.words.offsets[example + 1])
+        bounds = self.words.bounds[first : end + 1].tolist()
+        ngrams = self._ngrams(np.arange(first, end)).tolist()
+        covered = bytearray(self.covered[first:end].tobytes())
+        chosen, budget = int(self.chosen[example]), int(self.budgets[example])
+        for word in (order - first).tolist():
+            if chosen >= budget:
+                break
+            drawn = ngrams[word]
+            n = min(drawn, end - first - word)
+            while n > 1 and chosen + bounds[word + n] - bounds[word] > budget:
+                n -= 1
+            size = bounds[word + n] - bounds[word]
+            if chosen + size > budget or 1 in covered[word : word + n]:
+                continue
+            covered[word : word + n] = b"\x01" * n
+            chosen += size
+            self.span_words[n - 1] += 1
+            self.span_drawn[drawn - 1] += 1
+        self.covered[first:end] = np.frombuffer(covered, dtype=bool)
+        self.chosen[example] = chosen
 
 
 def _replace(
@@ -250,7 +313,7 @@ def _replace(
     chosen: np.ndarray,
     offsets: np.ndarray,
     n_examples: int,
-    spans: list[tuple[int, int]],
+    walk: _Walk,
     tables: VocabularyTables,
     options: MaskingOptions,
     rng: np.random.Generator,
@@ -262,12 +325,11 @@ def _replace(
     replaced = chosen[decision >= 0.9]  # [0.8, 0.9) keeps the original token
     output[replaced] = tables.random_ids[rng.integers(0, tables.random_ids.size, size=replaced.size)]
     example_of = np.searchsorted(offsets, chosen, side="right") - 1
-    span_array = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
     return Masked(
         input_ids=output,
         positions=chosen - offsets[example_of],
         labels=ids[chosen],
         counts=np.bincount(example_of, minlength=n_examples),
-        span_words=np.bincount(span_array[:, 0] - 1, minlength=options.ngram),
-        span_drawn=np.bincount(span_array[:, 1] - 1, minlength=options.ngram),
+        span_words=walk.span_words,
+        span_drawn=walk.span_drawn,
     )

@@ -1,0 +1,67 @@
+"""TF-IDF + logistic regression on the shared sentiment sets: the yardstick docs/results.md compares
+fine-tuned ALBERTs against, measured here rather than quoted.
+
+English: word unigrams (lower-cased); Chinese: character 1-3-grams (no word segmenter needed).
+The regularisation C is chosen by 5-fold cross-validation on the training split only; dev is
+scored once.
+
+    .venv/bin/pip install -e '.[bench]'     # scikit-learn: a benchmark-only dependency
+    .venv/bin/python benchmarks/baseline_tfidf.py [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import warnings
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SETS = {
+    "rotten_tomatoes (en)": ("classify/en/rotten_tomatoes", dict(analyzer="word", ngram_range=(1, 1))),
+    "reviews_sentiment (zh)": ("classify/zh/reviews_sentiment", dict(analyzer="char", ngram_range=(1, 3))),
+}
+
+
+def read_split(path: Path) -> tuple[list[str], list[str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def fit(folder: Path, vectoriser_options: dict) -> dict[str, float]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import accuracy_score, f1_score
+
+    train_x, train_y = read_split(folder / "train.csv")
+    dev_x, dev_y = read_split(folder / "dev.csv")
+    vectoriser = TfidfVectorizer(sublinear_tf=True, min_df=1, **vectoriser_options)
+    classifier = LogisticRegressionCV(Cs=[0.5, 1, 2, 4, 8, 16], cv=5, max_iter=2000)
+    classifier.fit(vectoriser.fit_transform(train_x), train_y)
+    predicted = classifier.predict(vectoriser.transform(dev_x))
+    return {
+        "accuracy": round(float(accuracy_score(dev_y, predicted)), 4),
+        "macro_f1": round(float(f1_score(dev_y, predicted, average="macro")), 4),
+        "C": float(classifier.C_[0]),
+        "train": len(train_x),
+        "dev": len(dev_x),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise SystemExit("this baseline needs scikit-learn: .venv/bin/pip install scikit-learn") from None
+    warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's API-transition notices
+    for name, (relative, options) in SETS.items():
+        print(json.dumps({"set": name, **fit(args.data / relative, options)}))
+
+
+if __name__ == "__main__":
+    main()
