@@ -661,6 +661,11 @@ class AlbertTokenizer:
         return self._engine
 
     @property
+    def options(self) -> dict[str, Any]:
+        """The resolved normalisation options (`do_lower_case`, `keep_accents`, ...); a copy."""
+        return dict(self._source.options)
+
+    @property
     def vocab_size(self) -> int:
         """Size of the loaded vocabulary file, without appended special tokens."""
         return self._base_size

@@ -7,12 +7,15 @@ memory of its whole process tree (the main process plus pool workers) is sampled
 
 Reported per worker count: wall time, MB/s of raw text, MB/s per worker, CPU seconds (all
 processes) and MB per CPU-second - the last one hardly moves with machine load - peak RSS of the
-tree, speed-up over one worker, and whether the outputs are byte-identical. The reference measured
-side by side is the tokenizer alone: `encode_batch_fast` over the same kind of text in one process
-(its native threads included), i.e. the floor cost any builder pays; "x tokenizer" is the
-builder's MB/s over that.
+tree, speed-up over one worker, the tokenising engine the build used, and whether the outputs are
+byte-identical. The reference measured side by side is the tokenizer alone: each engine the
+builder could use (`albert.data.encoders`: the tokenizer's own ``tokenizers`` engine, and
+``sentencepiece`` where it is safe) over the same kind of text in this process, in MB per
+CPU-second, i.e. the floor cost any builder pays; "x tok CPU" is the builder's MB per CPU-second
+over that of the engine it used.
 
     .venv/bin/python benchmarks/bench_data.py [--mb 50] [--workers 1 2] [--tokenizer DIR]
+        [--tokenizer-engine auto|sentencepiece|tokenizers]
 
 Targets (issue 4): >= 2 MB/s per worker, peak RSS < 2 GB whatever the corpus size, near-linear
 speed-up from 1 to 2 workers. Without --tokenizer an 8000-piece vocabulary is trained first
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -120,21 +124,30 @@ def run_build(
     return {"wall": wall, "cpu": cpu, "peak": peak, "summary": out}
 
 
-def tokenizer_reference(tokenizer: Path, corpus: Path, limit_bytes: int = 20_000_000) -> float:
-    """MB/s of tokenising the corpus's lines (one batch per file) in this process: the floor cost."""
+def tokenizer_reference(tokenizer: Path, corpus: Path, limit_bytes: int = 20_000_000) -> dict[str, float]:
+    """MB per CPU-second of tokenising the corpus's lines (one batch per file) in this process, per
+    engine the builder can use (`albert.data.encoders`): the floor cost any builder pays."""
+    from albert.data.encoders import choose_engine, make_encoder
     from albert.tokenization import AlbertTokenizer
 
-    engine = AlbertTokenizer.from_pretrained(tokenizer).backend_tokenizer
+    loaded = AlbertTokenizer.from_pretrained(tokenizer)
     files, size = [], 0
     for path in sorted(corpus.iterdir()):
         files.append([line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()])
         size += path.stat().st_size
         if size >= limit_bytes:
             break
-    start = time.perf_counter()
-    for lines in files:
-        engine.encode_batch_fast(lines, add_special_tokens=False)
-    return size / 1e6 / (time.perf_counter() - start)
+    engines = ["tokenizers"] + (
+        ["sentencepiece"] if choose_engine(loaded, tokenizer) == "sentencepiece" else []
+    )
+    rates = {}
+    for engine in engines:
+        encode = make_encoder(loaded, tokenizer, engine)
+        start = time.process_time()
+        for lines in files:
+            encode(lines)
+        rates[engine] = size / 1e6 / (time.process_time() - start)
+    return rates
 
 
 def digest(directory: Path) -> str:
@@ -159,6 +172,12 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=512)
     parser.add_argument("--dupe-factor", type=int, default=5)
     parser.add_argument("--dynamic-masking", action="store_true")
+    parser.add_argument(
+        "--tokenizer-engine",
+        choices=["auto", "sentencepiece", "tokenizers"],
+        default="auto",
+        help="passed to `albert data` (tokenizers = the engine used before the sentencepiece fast path)",
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"shared data not found at {DATA}")
@@ -172,20 +191,24 @@ def main() -> None:
             f"corpus: {megabytes:.1f} MB in {len(list((root / 'corpus').iterdir()))} files; tokenizer {tokenizer}"
         )
         reference = tokenizer_reference(tokenizer, root / "corpus")
-        print(f"reference: tokenizer alone (encode_batch_fast, 1 process) {reference:.2f} MB/s")
+        rates = ", ".join(f"{engine} {rate:.2f}" for engine, rate in reference.items())
+        print(f"reference: tokenizer alone, 1 process, MB per CPU-second: {rates}")
         extra = ["--max-seq-length", str(args.max_seq_length), "--dupe-factor", str(args.dupe_factor)]
+        extra += ["--tokenizer-engine", args.tokenizer_engine]
         extra += ["--dynamic-masking"] if args.dynamic_masking else []
         results, digests = {}, {}
         for workers in args.workers:
             output = root / f"out-{workers}"
             results[workers] = run_build(tokenizer, root / "corpus", output, workers, extra)
             digests[workers] = digest(output)
+            manifest = json.loads((output / "manifest.json").read_text())
+            results[workers]["engine"] = manifest["tokenizer_engine"]
             shutil.rmtree(output)
         print(results[args.workers[0]]["summary"].rstrip())
         print()
         header = (
             f"{'workers':>7} {'wall s':>7} {'MB/s':>6} {'MB/s/wk':>7} {'CPU s':>6} {'MB/CPU-s':>8} "
-            f"{'peak RSS':>9} {'speed-up':>8} {'x tokenizer':>11} {'output':>16}"
+            f"{'peak RSS':>9} {'speed-up':>8} {'engine':>13} {'x tok CPU':>9} {'output':>16}"
         )
         print(header)
         base = results[args.workers[0]]["wall"]
@@ -194,7 +217,7 @@ def main() -> None:
             print(
                 f"{workers:>7} {r['wall']:>7.1f} {rate:>6.2f} {rate / workers:>7.2f} {r['cpu']:>6.1f} "
                 f"{megabytes / r['cpu']:>8.2f} {r['peak'] / 2**20:>7.0f}MB {base / r['wall']:>7.2f}x "
-                f"{rate / reference:>10.2f}x {digests[workers]:>16}"
+                f"{r['engine']:>13} {megabytes / r['cpu'] / reference[r['engine']]:>8.2f}x {digests[workers]:>16}"
             )
         same = len(set(digests.values())) == 1
         print(f"\noutputs byte-identical across worker counts: {same}")

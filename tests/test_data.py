@@ -25,6 +25,7 @@ from albert.data import (
     split_sentences,
 )
 from albert.data import text as data_text
+from albert.data.encoders import SentencePieceEncoder, choose_engine, make_encoder
 from albert.data.examples import _chunks, _split_long, _truncation_counts
 from albert.data.masking import MaskingOptions, VocabularyTables, mask_tokens
 from albert.errors import AlbertError
@@ -169,6 +170,7 @@ def test_manifest_counts_and_layouts(
     assert counts["bytes"] > 2 * SLICE_BYTES * 0.95
     assert manifest["tokenizer"]["fingerprint"].startswith("sha256:")
     assert manifest["tokenizer"]["path"] == str(tokenizer_dir.resolve())
+    assert manifest["tokenizer_engine"] == "sentencepiece"  # the trainer's defaults take the fast path
     assert not list(static_dir.parent.glob(".data.partial-*"))
 
 
@@ -380,6 +382,100 @@ def test_wordpiece_vocabulary_marks_continuations(tmp_path: Path) -> None:
     assert tables.word_start.tolist()[5:] == [True, False, True, True, False]
     assert tables.maskable.tolist()[:5] == [False, True, False, False, False]
     assert tables.random_ids.tolist() == [5, 6, 7, 8, 9]
+
+
+# --------------------------------------------------------------------------------------------
+# the tokenising engine: sentencepiece where it gives the tokenizer's ids, else the tokenizer's own
+# --------------------------------------------------------------------------------------------
+
+
+def _text_lines(path: Path, limit: int = 200_000) -> list[str]:
+    text = path.read_bytes()[:limit].decode("utf-8", errors="ignore")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_sentencepiece_engine_gives_the_tokenizers_ids(
+    shared_data: Path, corpus: dict[str, Path], tokenizer_dir: Path, tokenizer: AlbertTokenizer
+) -> None:
+    assert choose_engine(tokenizer, tokenizer_dir) == "sentencepiece"
+    fast = make_encoder(tokenizer, tokenizer_dir, "sentencepiece")
+    sources = [corpus["en"], corpus["zh"], shared_data / "pretrain/zh/fortunes_zh.txt"]
+    sources += [shared_data / "pretrain/en/fortunes.txt", shared_data / "pretrain/en/austen.txt"]
+    for source in sources:
+        lines = _text_lines(source)
+        expected = [tokenizer.encode(line, add_special_tokens=False) for line in lines]
+        got = fast(lines)
+        differing = [i for i, (a, b) in enumerate(zip(expected, got, strict=True)) if a != b]
+        assert len(differing) <= 0.005 * len(lines), (source.name, len(differing), len(lines))
+        for i in differing:  # only exact Viterbi ties: another segmentation of the same text
+            assert tokenizer.decode(got[i]) == tokenizer.decode(expected[i]), lines[i]
+
+
+@pytest.mark.parametrize(("do_lower_case", "keep_accents"), [(True, False), (False, False), (True, True)])
+def test_python_normalisation_is_the_tokenizers(do_lower_case: bool, keep_accents: bool) -> None:
+    from albert.tokenization import albert_normalizer
+
+    texts = [
+        "ΟΔΟΣ Σ ΣΑΣ",  # lower-cased per character: no word-final sigma
+        "Café RÉSUMÉ İstanbul straße ǅ",
+        "\u0915\u093e \u20dd mark\U0001d167s beyond the BMP \U0001f600",  # Mc, Me, astral Mn
+        "``quoted'' \u00a0 ¨ ﬁ ①\tand\u3000spaces ",
+    ]
+    reference = albert_normalizer(do_lower_case, keep_accents)
+    encoder = SentencePieceEncoder(b"", do_lower_case, keep_accents, load=False)
+    for text in texts:
+        assert " ".join(encoder.normalize(text).split()) == " ".join(reference.normalize_str(text).split())
+
+
+def test_third_party_model_with_appended_specials_maps_unknowns(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        input=str(corpus["en_train"]), model_prefix=str(tmp_path / "spiece"), vocab_size=400,
+        num_threads=1, minloglevel=2,
+    )  # fmt: skip
+    tokenizer = AlbertTokenizer.from_pretrained(tmp_path)  # <unk> <s> </s> only: ALBERT's are appended
+    assert len(tokenizer) > tokenizer.vocab_size
+    assert choose_engine(tokenizer, tmp_path) == "sentencepiece"
+    lines = _text_lines(corpus["en"], 30_000) + ["中文 \u2603\u2604 unknown 字 symbols", "Ünïcödé ΩΣ"]
+    got = make_encoder(tokenizer, tmp_path, "sentencepiece")(lines)
+    assert got == [tokenizer.encode(line, add_special_tokens=False) for line in lines]
+    assert tokenizer.unk_token_id in got[-2] and max(map(max, got)) < tokenizer.vocab_size
+
+
+def test_special_token_strings_are_ordinary_text(tokenizer_dir: Path, tokenizer: AlbertTokenizer) -> None:
+    text = ["fill in the [MASK] please"]
+    assert tokenizer.mask_token_id in make_encoder(tokenizer, tokenizer_dir, "tokenizers")(text)[0]
+    fast = make_encoder(tokenizer, tokenizer_dir, "sentencepiece")(text)[0]
+    assert tokenizer.mask_token_id not in fast  # segmented like any other (lower-cased) text:
+    assert fast == tokenizer.encode("fill in the [mask] please", add_special_tokens=False)
+
+
+def test_tokenizers_engine_for_wordpiece_and_split_digit_comma(
+    tokenizer_dir: Path, tmp_path: Path, corpus: dict[str, Path]
+) -> None:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "in", "the", "beginning", "god", ",", "."]
+    (tmp_path / "wp").mkdir()
+    (tmp_path / "wp/vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    digit_comma = tmp_path / "digit_comma"
+    AlbertTokenizer.from_pretrained(tokenizer_dir, split_digit_comma=True).save_pretrained(digit_comma)
+    for directory in (tmp_path / "wp", digit_comma):
+        tokenizer = AlbertTokenizer.from_pretrained(directory)
+        assert choose_engine(tokenizer, directory) == "tokenizers"
+        with pytest.raises(AlbertError, match="sentencepiece engine cannot tokenise.*--tokenizer-engine"):
+            choose_engine(tokenizer, directory, "sentencepiece")
+    manifest = build_pretraining_data(
+        digit_comma, [corpus["en"]], tmp_path / "data", **{**OPTIONS, "dupe_factor": 1}
+    )
+    assert manifest["tokenizer_engine"] == "tokenizers"
+    forced = build_pretraining_data(
+        tokenizer_dir, [corpus["en"]], tmp_path / "forced", tokenizer_engine="tokenizers", **OPTIONS
+    )
+    assert forced["tokenizer_engine"] == "tokenizers"
+    with pytest.raises(AlbertError, match="tokenizer engine must be one of"):
+        build_pretraining_data(tokenizer_dir, [corpus["en"]], tmp_path / "x", tokenizer_engine="fast")
 
 
 # --------------------------------------------------------------------------------------------

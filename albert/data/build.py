@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 import albert
 from albert.data import text
+from albert.data.encoders import choose_engine
 from albert.data.examples import (
     ExampleOptions,
     UnitProcessor,
@@ -71,6 +72,7 @@ def build_pretraining_data(
     workers: int = 1,
     dynamic_masking: bool = False,
     input_format: str = "auto",
+    tokenizer_engine: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build ALBERT pretraining data from text files; return the manifest (also in ``manifest.json``).
@@ -80,6 +82,9 @@ def build_pretraining_data(
     `PretrainingDataset` differently every epoch). An existing `output_dir` is replaced only if it
     holds earlier pretraining data. With ``workers > 1`` the pool starts processes with
     ``spawn``, so a script calling this needs the usual ``if __name__ == "__main__":`` guard.
+    `tokenizer_engine` ``auto`` tokenises with ``sentencepiece`` where that gives the tokenizer's
+    ids (see `albert.data.encoders`; special-token strings in the text are then ordinary text),
+    ``tokenizers`` always with the tokenizer's own engine; the manifest records which was used.
     """
     from albert.tokenization import AlbertTokenizer
 
@@ -88,12 +93,14 @@ def build_pretraining_data(
     _check_options(max_seq_length, max_predictions_per_seq, masked_lm_prob, ngram, dupe_factor)
     _check_run(short_seq_prob, seed, workers, input_format)
     tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    engine = choose_engine(tokenizer, tokenizer_dir, tokenizer_engine)
     paths = expand_inputs(inputs)
     output = Path(output_dir)
     _check_output(output)
     token_dtype = "uint16" if len(tokenizer) <= 1 << 16 else "uint32"
     options = ExampleOptions(
         tokenizer_dir=str(tokenizer_dir),
+        tokenizer_engine=engine,
         max_seq_length=max_seq_length,
         short_seq_prob=short_seq_prob,
         dupe_factor=dupe_factor,
@@ -124,6 +131,7 @@ def build_pretraining_data(
                 "sep_token_id": tokenizer.sep_token_id,
                 "mask_token_id": tokenizer.mask_token_id,
             },
+            "tokenizer_engine": engine,
             "options": {
                 "max_seq_length": max_seq_length,
                 "max_predictions_per_seq": max_predictions_per_seq,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from albert.data.encoders import ENGINE_CHOICES
 from albert.data.text import FORMATS
 
 
@@ -49,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="store unmasked examples; the dataset masks them anew every epoch",
     )
+    parser.add_argument(
+        "--tokenizer-engine",
+        choices=ENGINE_CHOICES,
+        default="auto",
+        help="auto (default): sentencepiece's fast engine where it gives the tokenizer's ids, in which "
+        "case special-token strings in the text are ordinary text; tokenizers: always the tokenizer's own",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         dynamic_masking=args.dynamic_masking,
         input_format=args.format,
+        tokenizer_engine=args.tokenizer_engine,
     )
     print(summary(manifest, time.perf_counter() - start))
     print(f"-> {args.output}")

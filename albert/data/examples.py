@@ -18,9 +18,9 @@ Documents with fewer than two sentences cannot make a pair and are skipped (and 
 Randomness comes from one generator per unit, seeded by ``(seed, file_index, unit_index)``, so a
 unit's output does not depend on which process handles it or when.
 
-Speed: a unit is tokenised in one native call into one flat id array; sentences, chunks and the
-A/B sides are `range`s of positions in it (`_Plan`), and the draws of steps 4-5 are made for all
-of a unit's chunks at once, so per example there is no Python beyond grouping sentences, and
+Speed: a unit is tokenised in one batch call (`albert.data.encoders`) into one flat id array;
+sentences, chunks and the A/B sides are `range`s of positions in it (`_Plan`), and the draws of
+steps 4-5 are made for all of a unit's chunks at once, so per example there is no Python beyond grouping sentences, and
 every example's tokens are gathered from the flat array in one indexing operation (`_examples`).
 The draws are the same distributions as above, taken in a batched order (per pass: every
 document's target; then every chunk's k, swap and truncation), which is what fixes the output.
@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from albert.data.encoders import Engine, make_encoder
 from albert.data.masking import Masked, MaskingOptions, VocabularyTables, concatenated_ranges, mask_tokens
 from albert.data.text import Unit, split_sentences
 
@@ -45,6 +46,7 @@ class ExampleOptions:
     """Everything a worker needs to turn units into examples (picklable: workers get a copy)."""
 
     tokenizer_dir: str
+    tokenizer_engine: Engine  # `albert.data.encoders.choose_engine`'s pick, the same in every worker
     max_seq_length: int
     short_seq_prob: float
     dupe_factor: int
@@ -107,7 +109,7 @@ class UnitProcessor:
 
         self.options = options
         tokenizer = AlbertTokenizer.from_pretrained(options.tokenizer_dir)
-        self.engine = tokenizer.backend_tokenizer
+        self.encode = make_encoder(tokenizer, options.tokenizer_dir, options.tokenizer_engine)
         self.tables = VocabularyTables.from_tokenizer(tokenizer)
         self.max_tokens = options.max_seq_length - 3  # room for [CLS], [SEP], [SEP]
 
@@ -120,15 +122,14 @@ class UnitProcessor:
         return _examples(unit, ids, plan.pairs(rng), self.options, self.tables, stats, rng)
 
     def _tokenize(self, unit: Unit) -> tuple[np.ndarray, list[list[range]], UnitStats]:
-        """All sentences of the unit in one native batch call: the unit's token ids, flat, and each
+        """All sentences of the unit in one batch call: the unit's token ids, flat, and each
         document as the ranges of its (non-empty) sentences in them."""
         if unit.format == "sentences":
             split = unit.documents
         else:
             split = [[s for line in document for s in split_sentences(line)] for document in unit.documents]
         flat = [sentence for document in split for sentence in document]
-        encodings = self.engine.encode_batch_fast(flat, add_special_tokens=False)
-        id_lists = [e.ids for e in encodings]
+        id_lists = self.encode(flat)
         lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
         ids = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))
         bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
