@@ -1,7 +1,9 @@
 """`albert plot RUN`: training and evaluation curves of a run's `metrics.jsonl`, as one PNG.
 
-Four panels: loss (total, MLM, SOP; train and eval), accuracies (MLM, SOP; train and eval),
-learning rate, and held-out perplexity. matplotlib is imported only here (the `plot` extra)
+Four panels. Pretraining: loss (total, MLM, SOP; train and eval), accuracies (MLM, SOP; train
+and eval), learning rate, held-out perplexity. Distillation (`albert distill`, recognised by its
+`relation_loss`): loss (total, relations, hidden MSE, MLM), the three relation KLs, learning rate,
+tokens/s. A series that is zero throughout (a disabled loss term) is left out. matplotlib is imported only here (the `plot` extra)
 and drawn with the non-interactive Agg backend, so this works on headless machines.
 """
 
@@ -35,6 +37,20 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
     return [s for s, _ in points], [v for _, v in points]
 
 
+PRETRAINING_PANELS = (
+    ("loss", ("loss", "mlm_loss", "sop_loss"), False),
+    ("accuracy", ("mlm_accuracy", "sop_accuracy"), False),
+    ("learning rate", ("learning_rate",), False),
+    ("held-out perplexity (MLM)", ("perplexity",), True),
+)
+DISTILLATION_PANELS = (
+    ("loss", ("loss", "relation_loss", "hidden_mse", "mlm_loss"), False),
+    ("self-attention relations, KL(teacher || student)", ("qq_kl", "kk_kl", "vv_kl"), False),
+    ("learning rate", ("learning_rate",), False),
+    ("training tokens/s", ("tokens_per_second",), False),
+)
+
+
 def plot_metrics(run: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """Draw the curves of `run` (a run directory or metrics.jsonl) to `output` (default RUN/curves.png)."""
     path = _metrics_path(run)
@@ -53,18 +69,14 @@ def plot_metrics(run: str | os.PathLike, output: str | os.PathLike | None = None
 
     target = Path(output) if output else path.parent / "curves.png"
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
-    panels = [
-        (axes[0, 0], "loss", ("loss", "mlm_loss", "sop_loss"), False),
-        (axes[0, 1], "accuracy", ("mlm_accuracy", "sop_accuracy"), False),
-        (axes[1, 0], "learning rate", ("learning_rate",), False),
-        (axes[1, 1], "held-out perplexity (MLM)", ("perplexity",), True),
-    ]
-    for ax, title, keys, log_scale in panels:
+    distillation = any("relation_loss" in r for r in records)
+    panels = DISTILLATION_PANELS if distillation else PRETRAINING_PANELS
+    for ax, (title, keys, log_scale) in zip(axes.flat, panels, strict=True):
         drawn = False
         for color, key in enumerate(keys):
             for label, rows, style in (("train", train, "-"), ("eval", evals, "o--")):
                 steps, values = _series(rows, key)
-                if steps:
+                if any(values):
                     ax.plot(
                         steps,
                         values,

@@ -288,6 +288,9 @@ def test_cli_end_to_end(root: Path, teacher: Path, student: Path, corpus: Path, 
     assert f"student checkpoint {out / 'checkpoints' / 'step-3'}" in capsys.readouterr().out
     assert [r["step"] for r in records(out)] == [1, 2, 3]
     assert records(out, evaluation=True)[0]["step"] == 3
+    assert main(["plot", str(out)]) == 0  # distillation curves: relations, not accuracies
+    assert (out / "curves.png").stat().st_size > 10_000
+    capsys.readouterr()
     assert main(argv) == 2  # the run exists: a second start without --resume is refused
     assert "pass --resume" in capsys.readouterr().err
     reference = teacher_reference(read_teacher(teacher))  # still an exact, loadable teacher
