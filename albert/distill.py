@@ -385,18 +385,15 @@ class Distiller(Pretrainer):
     def evaluate(self) -> dict[str, Any] | None:
         """The held-out distillation losses, token-weighted, over up to `eval_batches` global
         batches (the same sequences whatever the process count)."""
-        cfg, dist = self.cfg, self.dist
-        count = min(len(self.eval_indices), cfg.eval_batches * self.global_batch)
-        count -= count % dist.world_size
-        if count == 0:
+        dist = self.dist
+        held_out = self._held_out()
+        if held_out is None:
             return None
-        mine = self.eval_indices[:count][dist.rank :: dist.world_size]
-        batches = [mine[i : i + cfg.batch_size].tolist() for i in range(0, len(mine), cfg.batch_size)]
-        model = self.model if not (cfg.fsdp and dist.enabled) else self.wrapped
+        model, loader = held_out
         was_training = model.training
         model.eval()
         sums = torch.zeros(len(self.LOSS_NAMES) + 1, dtype=torch.float64, device=dist.device)
-        for batch in self._loader(self.eval_dataset, batches, seed=0):
+        for batch in loader:
             losses, counts = self._step_losses(model, batch)
             tokens = counts["tokens"].double()
             for i, name in enumerate(self.LOSS_NAMES):
@@ -499,12 +496,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tokens per sequence when building from text",
     )
     a("--data-workers", type=int, default=d.data_workers, help="processes for building the data")
-    a(
-        "--eval-fraction",
-        type=float,
-        default=d.eval_fraction,
-        help="fraction of the data held out for evaluation",
-    )
     a(
         "--relation-heads",
         type=int,

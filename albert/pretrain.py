@@ -561,11 +561,10 @@ class Pretrainer:
         return stats
 
     # -- evaluation -------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float] | None:
-        """Held-out MLM accuracy, SOP accuracy and perplexity (token-weighted), over up to
-        `eval_batches` global batches (so the same sequences whatever the process count); every
-        rank gets the same number of batches."""
+    def _held_out(self) -> tuple[nn.Module, DataLoader] | None:
+        """(the model to score with, a loader over this rank's share of up to `eval_batches` global
+        batches of held-out data): the same sequences whatever the process count, and every rank
+        gets the same number of batches. None when nothing is held out."""
         cfg, dist = self.cfg, self.dist
         count = min(len(self.eval_indices), cfg.eval_batches * self.global_batch)
         count -= count % dist.world_size
@@ -573,8 +572,19 @@ class Pretrainer:
             return None
         mine = self.eval_indices[:count][dist.rank :: dist.world_size]
         batches = [mine[i : i + cfg.batch_size].tolist() for i in range(0, len(mine), cfg.batch_size)]
-        loader = self._loader(self.eval_dataset, batches, seed=0)
         model = self.model if not (cfg.fsdp and dist.enabled) else self.wrapped
+        return model, self._loader(self.eval_dataset, batches, seed=0)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float] | None:
+        """Held-out MLM accuracy, SOP accuracy and perplexity (token-weighted), over up to
+        `eval_batches` global batches (so the same sequences whatever the process count); every
+        rank gets the same number of batches."""
+        dist = self.dist
+        held_out = self._held_out()
+        if held_out is None:
+            return None
+        model, loader = held_out
         was_training = model.training
         model.eval()
         sums = torch.zeros(6, dtype=torch.float64, device=dist.device)
@@ -829,18 +839,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--output", required=True, help="run directory: checkpoints/, metrics.jsonl")
     a("--tokenizer", help="tokenizer directory (default: the one the data was built with)")
     a("--eval-data", help="held-out data directory (default: hold out --eval-fraction of --data)")
-    a(
-        "--eval-fraction",
-        type=float,
-        default=d.eval_fraction,
-        help="fraction of --data held out for evaluation",
-    )
     add_training_arguments(parser, d)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, d: PretrainConfig) -> None:
     """The training-loop options, shared with `albert distill` (`d` holds the defaults)."""
     a = parser.add_argument
+    a(
+        "--eval-fraction",
+        type=float,
+        default=d.eval_fraction,
+        help="fraction of the data held out for evaluation",
+    )
     a("--max-steps", type=int, default=d.max_steps)
     a("--batch-size", type=int, default=d.batch_size, help="sequences per device per micro-batch")
     a("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimiser step")

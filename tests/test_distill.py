@@ -16,6 +16,7 @@ transformers = pytest.importorskip("transformers")
 
 # the fixture modules sit next to this file; pytest puts this folder on sys.path
 from test_convert_bert import WORDS, make_teacher  # noqa: E402
+from test_finetune_fixtures import one_thread  # noqa: E402, F401  (autouse: tiny models, one thread)
 
 import albert.pretrain as pretrain_module  # noqa: E402
 from albert.checkpoint import build_model  # noqa: E402
@@ -36,14 +37,6 @@ FAST = dict(
     warmup_steps=2,
     learning_rate=3e-3,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

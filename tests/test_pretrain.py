@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_finetune_fixtures import one_thread  # noqa: F401  (autouse: tiny models, one thread)
 
 import albert.pretrain as pretrain_module
 from albert.cli import main
@@ -31,15 +32,6 @@ TINY = dict(
     max_position_embeddings=64,
     hidden_dropout_prob=0.1,  # dropout on: resuming must restore the RNG exactly
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared machine: one thread avoids oversubscription stalls (10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
