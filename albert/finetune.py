@@ -16,6 +16,15 @@ In BERT every layer is a depth. Under ALBERT's cross-layer sharing one block *is
 so there are only three depths: embeddings + the E->H projection (lr * d^2), the shared block
 (lr * d) and the pooler + task head (lr). With grouped sharing (num_hidden_groups = G) each
 group is its own depth; with `share="none"` this is exactly BERT's per-layer decay.
+
+Task-specific distillation (`--teacher DIR`, Hinton et al. 2015): a model already fine-tuned on
+the same task and labels (typically a larger one, e.g. a BERT converted with `albert convert-bert`
+and fine-tuned) runs frozen next to the student on every batch, and the student's loss becomes
+(1 - alpha) * the task loss + alpha * the distance to the teacher's outputs: KL between the
+temperature-T softmaxes (times T^2, so gradients keep their scale) for class, token, choice and
+span logits; MSE for regression; BCE to the teacher's sigmoid for multi-label. Soft targets carry
+what the teacher learned about similar classes and hard examples, which a small student cannot
+find in the one-hot labels alone. Teacher and student must tokenise identically (checked).
 """
 
 from __future__ import annotations
@@ -69,6 +78,9 @@ class FinetuneConfig:
     max_steps: int | None = None
     logging_steps: int = 10
     max_grad_norm: float = 1.0
+    teacher: str | None = None  # a model fine-tuned on the same task and labels, to distil from
+    distill_alpha: float = 0.5  # weight of the teacher's soft targets (1 - alpha: the labels)
+    distill_temperature: float = 2.0
     task_options: TaskOptions = field(default_factory=TaskOptions)
 
     def check(self) -> None:
@@ -87,6 +99,10 @@ class FinetuneConfig:
             problems.append(f"--max-steps must be at least 1, not {self.max_steps}")
         if self.patience is not None and self.patience < 1:
             problems.append(f"--patience must be at least 1, not {self.patience}")
+        if not 0 <= self.distill_alpha <= 1:
+            problems.append(f"--distill-alpha must be in [0, 1], not {self.distill_alpha}")
+        if not self.distill_temperature > 0:
+            problems.append(f"--distill-temperature must be positive, not {self.distill_temperature}")
         if self.task_options.max_seq_length < 8:
             problems.append(f"--max-seq-length must be at least 8, not {self.task_options.max_seq_length}")
         if problems:
@@ -166,6 +182,94 @@ def apply_layerwise_lr_decay(optimizer: Any, model: Any, decay: float) -> None:
 
 
 # ----------------------------------------------------------------------------------------
+# task-specific distillation
+
+LOGIT_OUTPUTS = ("logits", "start_logits", "end_logits")
+
+
+def load_teacher(config: FinetuneConfig, task: Task, tokenizer: Any, student: Any) -> Any:
+    """The frozen teacher for `--teacher`: same task head, same labels, same tokenisation."""
+    from albert.checkpoint import build_model
+    from albert.modeling import MODEL_CLASSES
+    from albert.tokenization import AlbertTokenizer
+
+    assert config.teacher is not None
+    path = Path(config.teacher)
+    if not (path / "config.json").is_file():
+        raise AlbertError(
+            f"--teacher {config.teacher} is not a model directory (no config.json); pass the output "
+            "directory of an `albert finetune` run on this task"
+        )
+    teacher_tokenizer = AlbertTokenizer.from_pretrained(path)
+    if (
+        teacher_tokenizer.get_vocab() != tokenizer.get_vocab()
+        or teacher_tokenizer.options != tokenizer.options
+    ):
+        raise AlbertError(
+            f"--teacher {config.teacher} tokenises differently from the student (another vocabulary or "
+            "normalisation); distillation compares outputs token by token, so give the student the "
+            "teacher's tokenizer (e.g. make it with `albert convert-bert` from the teacher's base model)"
+        )
+    teacher = build_model(MODEL_CLASSES[task.model_class], path)
+    want, have = student.config.label2id, teacher.config.label2id
+    labelled = task.model_class in ("AlbertForSequenceClassification", "AlbertForTokenClassification")
+    if teacher.config.num_labels != student.config.num_labels or (labelled and want != have):
+        raise AlbertError(
+            f"--teacher {config.teacher} predicts labels {have} but the training data has {want}; "
+            "the teacher must be fine-tuned on the same task and label set"
+        )
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def soft_target_loss(
+    student: Any, teacher: Any, temperature: float, problem: str | None, keep: Any = None
+) -> Any:
+    """Distance from the student's outputs to the teacher's on the positions in `keep` (all if None).
+
+    Classes (last dim) are compared by KL(teacher_T || student_T) * T^2; regression by MSE;
+    multi-label by BCE to sigmoid(teacher)."""
+    import torch.nn.functional as F
+
+    if keep is not None:
+        student, teacher = student[keep], teacher[keep]
+    if student.numel() == 0:
+        return student.sum()
+    student, teacher = student.float(), teacher.float()
+    if problem == "regression":
+        return F.mse_loss(student, teacher)
+    if problem == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(student, teacher.sigmoid())
+    log_student = F.log_softmax(student / temperature, dim=-1).flatten(0, -2)
+    log_teacher = F.log_softmax(teacher / temperature, dim=-1).flatten(0, -2)
+    return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
+
+
+def distillation_loss(
+    student_out: Any, teacher_out: Any, inputs: dict[str, Any], model: Any, temperature: float
+) -> Any:
+    """The soft-target loss summed over the task's logit outputs (start and end for QA: averaged).
+
+    Token logits count only where the student has a label; span logits exclude padding."""
+    from albert.tasks.common import IGNORE_INDEX
+
+    names = [n for n in LOGIT_OUTPUTS if getattr(student_out, n, None) is not None]
+    problem = getattr(model.config, "problem_type", None)
+    total = 0.0
+    for name in names:
+        student, teacher = getattr(student_out, name), getattr(teacher_out, name)
+        keep = None
+        if name != "logits":  # span logits: one class per position, padding masked out of both
+            pad = inputs["attention_mask"] == 0
+            student, teacher = student.masked_fill(pad, -1e4), teacher.masked_fill(pad, -1e4)
+        elif student.dim() == 3 and "labels" in inputs:  # token classification
+            keep = inputs["labels"] != IGNORE_INDEX
+        total = total + soft_target_loss(student, teacher, temperature, problem, keep)
+    return total / len(names)
+
+
+# ----------------------------------------------------------------------------------------
 # saving
 
 
@@ -183,12 +287,30 @@ def save_best(model: Any, tokenizer: Any, output: Path, args: dict[str, Any]) ->
 
 
 def train_step(
-    model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any, max_grad_norm: float
+    model: Any,
+    batch: dict[str, Any],
+    optimizer: Any,
+    scheduler: Any,
+    max_grad_norm: float,
+    teacher: Any = None,
+    config: FinetuneConfig | None = None,
 ) -> float:
-    """One optimizer step on a padded numpy batch; the loss (weights untouched if it is not finite)."""
+    """One optimizer step on a padded numpy batch; the loss (weights untouched if it is not finite).
+
+    With a teacher the loss mixes the task loss and the soft-target loss (`config.distill_alpha`)."""
     import torch
 
-    loss = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).loss
+    from albert.tasks.common import MODEL_INPUTS
+
+    inputs = {k: torch.from_numpy(v) for k, v in batch.items()}
+    out = model(**inputs)
+    loss = out.loss
+    if teacher is not None:
+        assert config is not None
+        with torch.no_grad():
+            teacher_out = teacher(**{k: inputs[k] for k in MODEL_INPUTS})
+        soft = distillation_loss(out, teacher_out, inputs, model, config.distill_temperature)
+        loss = (1 - config.distill_alpha) * loss + config.distill_alpha * soft
     if not torch.isfinite(loss):
         optimizer.zero_grad(set_to_none=True)
         return loss.item()
@@ -233,6 +355,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     task.check_labels(train_examples, config.train)
     task.check_labels(dev_examples, config.dev)
     model = build_task_model(config, task, tokenizer, overrides)
+    teacher = load_teacher(config, task, tokenizer, model) if config.teacher else None
     train_features = task.features(train_examples, tokenizer, training=True)
     dev_features = task.features(dev_examples, tokenizer, training=False)
     if not train_features:
@@ -264,7 +387,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
                 lengths, config.batch_size, shuffle=True, seed=config.seed + epoch
             ):
                 batch = pad_batch([train_features[i] for i in indices], tokenizer.pad_token_id)
-                loss = train_step(model, batch, optimizer, scheduler, config.max_grad_norm)
+                loss = train_step(model, batch, optimizer, scheduler, config.max_grad_norm, teacher, config)
                 if not math.isfinite(loss):
                     raise AlbertError(
                         f"the loss became {loss} at step {step + 1}; lower --learning-rate "
@@ -394,6 +517,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--logging-steps", type=int, default=10)
+    group = parser.add_argument_group("distillation from a fine-tuned teacher")
+    group.add_argument(
+        "--teacher",
+        help="a model fine-tuned on the same task and labels, with the student's tokenizer; the student "
+        "also learns its soft outputs",
+    )
+    group.add_argument(
+        "--distill-alpha",
+        type=float,
+        default=0.5,
+        help="weight of the teacher's soft targets; 1 - alpha goes to the labels (default 0.5)",
+    )
+    group.add_argument(
+        "--distill-temperature", type=float, default=2.0, help="softmax temperature T (default 2)"
+    )
     add_task_arguments(parser)
 
 
@@ -416,6 +554,9 @@ def run(args: argparse.Namespace) -> int:
         layerwise_lr_decay=args.layerwise_lr_decay,
         max_steps=args.max_steps,
         logging_steps=args.logging_steps,
+        teacher=args.teacher,
+        distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature,
         task_options=TaskOptions.from_dict(given_task_options(args)),
     )
     result = finetune(config)
