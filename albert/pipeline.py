@@ -30,6 +30,7 @@ from albert import postprocess
 from albert.errors import AlbertError
 from albert.tasks.common import Feature, Runner, TaskOptions, run_model
 from albert.tasks.question_answering import QAExample, QuestionAnsweringTask
+from albert.tasks.token_classification import encode_words
 
 TASK_HEADS = {
     "text-classification": "AlbertForSequenceClassification",
@@ -235,12 +236,13 @@ class TokenClassificationPipeline(Pipeline):
         texts = [_text(item) for item in items]
         char_level = bool(self.options.char_level)
         words = [postprocess.split_words(text, char_level) for text in texts]
-        encoded = self._encode([[w for w, _, _ in ws] for ws in words], is_split_into_words=True)
-        features = self._features(encoded)
+        features = encode_words(
+            self.tokenizer, [[w for w, _, _ in ws] for ws in words], char_level, self.options.max_seq_length
+        )
         outputs = self._run(features, ("logits",), ("logits",))
         results = []
-        for i, (text, ws, output) in enumerate(zip(texts, words, outputs, strict=True)):
-            word_logits, seen = postprocess.first_subword(output["logits"], encoded.word_ids(i), len(ws))
+        for text, ws, feature, output in zip(texts, words, features, outputs, strict=True):
+            word_logits, seen = postprocess.first_subword(output["logits"], feature["word_ids"], len(ws))
             probabilities = postprocess.softmax(word_logits) if len(ws) else np.zeros((0, 1))
             results.append(postprocess.group_entities(text, ws, probabilities, seen, self.loaded.id2label))
         return results

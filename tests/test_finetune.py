@@ -205,6 +205,33 @@ def test_character_level_chinese_ner(tmp_path, tokenizer_dir, tiny_config):
     assert [(e["entity_group"], e["word"]) for e in entities] == [("PER", "张三"), ("LOC", "上海市")]
 
 
+def test_characters_are_encoded_as_inside_a_word(tokenizer):
+    """Character-level sentences get each character's in-word piece: no "▁" word-start pieces
+    (which `is_split_into_words` would insert before every character), same length as the text
+    where the vocabulary has the characters, word ids one per character, truncation by character."""
+    from albert.tasks.token_classification import WORD_START, encode_words
+
+    chars = list("张三住在上海市")
+    split = tokenizer([chars], is_split_into_words=True)["input_ids"][0]
+    [feature] = encode_words(tokenizer, [chars], True, 64)
+    pieces = tokenizer.convert_ids_to_tokens(feature["input_ids"])
+    assert pieces[0] == "[CLS]" and pieces[-1] == "[SEP]"
+    assert not any(p.startswith(WORD_START) for p in pieces)
+    known = tokenizer.get_vocab()
+    assert len(pieces) == len(chars) + 2  # one piece per character: its own, or [UNK] if unknown
+    assert [p for p, c in zip(pieces[1:-1], chars, strict=True) if c in known] == [
+        c for c in chars if c in known
+    ]
+    assert sum(c in known for c in chars) >= 4
+    assert len(split) > len(feature["input_ids"])  # what the word-split encoding would have cost
+    assert feature["word_ids"] == [None, *range(len(chars)), None]
+    assert feature["token_type_ids"] == [0] * len(pieces)
+    [short] = encode_words(tokenizer, [chars], True, 5)
+    assert short["word_ids"] == [None, 0, 1, 2, None]
+    [words] = encode_words(tokenizer, [["Emma", "lived"]], False, 64)  # word level: unchanged
+    assert words["input_ids"] == tokenizer([["Emma", "lived"]], is_split_into_words=True)["input_ids"][0]
+
+
 # ----------------------------------------------------------------------------------------
 # question answering
 

@@ -49,7 +49,10 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             lines = [next(f) for _ in range(2500)]
         corpus = folder / "corpus.txt"
         corpus.write_text("".join(lines) + "\n".join(CHINESE + POSITIVE + NEGATIVE) + "\n", encoding="utf-8")
-        _TRAINED["tokenizer"] = train_tokenizer([corpus], 1000, folder / "tokenizer", num_threads=1)
+        # full character coverage: the few Chinese lines are far below the default 0.9995 cut-off
+        _TRAINED["tokenizer"] = train_tokenizer(
+            [corpus], 1000, folder / "tokenizer", character_coverage=1.0, num_threads=1
+        )
     return _TRAINED["tokenizer"]
 
 

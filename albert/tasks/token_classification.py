@@ -6,11 +6,15 @@ spaces), a blank line between sentences, ``-DOCSTART-`` lines skipped. Words are
 -100 (ignored by the loss), and predictions are read back from first sub-words, so evaluation and
 prediction are per word whatever the tokenizer does. Character-level data (Chinese NER: one
 character per line) is detected and recorded, so prediction splits raw text into characters too.
+Characters are then encoded as the pieces they are *inside* a word ("北" rather than "▁" + "北"):
+with `is_split_into_words` a SentencePiece tokenizer would mark every character as a word start,
+doubling the sequence with "▁" pieces and feeding a pretrained model a text it has never seen.
 Tag schemes (BIO/IOB2, IOB1, IOBES) need no configuration: entities are read with conlleval's rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,59 @@ def _columns(line: str) -> list[str]:
 
 def _column(columns: list[str], index: int) -> str | None:
     return columns[index] if -len(columns) <= index < len(columns) else None
+
+
+WORD_START = "\u2581"  # SentencePiece's word-start marker
+
+
+def character_encoder(tokenizer: Any) -> Callable[[str], list[int]]:
+    """The ids of one character as it appears inside a word (memoised): its pieces without a
+    leading word-start marker; [UNK] if normalisation leaves nothing."""
+    vocab = tokenizer.get_vocab()
+    cache: dict[str, list[int]] = {}
+
+    def encode(char: str) -> list[int]:
+        if char not in cache:
+            pieces = tokenizer.tokenize(char)
+            ids = tokenizer.encode(char, add_special_tokens=False)
+            if pieces and pieces[0] == WORD_START:
+                ids = ids[1:]
+            elif pieces and pieces[0].startswith(WORD_START) and pieces[0][1:] in vocab:
+                ids = [vocab[pieces[0][1:]], *ids[1:]]
+            cache[char] = ids or [tokenizer.unk_token_id]
+        return cache[char]
+
+    return encode
+
+
+def encode_words(
+    tokenizer: Any, sentences: list[list[str]], char_level: bool, max_length: int
+) -> list[Feature]:
+    """Features (input_ids, token_type_ids, word_ids) of pre-split sentences, truncated to
+    `max_length` tokens; character-level sentences get one in-word encoding per character."""
+    if not char_level:
+        encoded = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length)
+        return [
+            {"input_ids": ids, "token_type_ids": types, "word_ids": encoded.word_ids(i)}
+            for i, (ids, types) in enumerate(
+                zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)
+            )
+        ]
+    encode = character_encoder(tokenizer)
+    features = []
+    for chars in sentences:
+        ids: list[int] = [tokenizer.cls_token_id]
+        word_ids: list[int | None] = [None]
+        for index, char in enumerate(chars):
+            pieces = encode(char)
+            if len(ids) + len(pieces) > max_length - 1:
+                break
+            ids.extend(pieces)
+            word_ids.extend([index] * len(pieces))
+        ids.append(tokenizer.sep_token_id)
+        word_ids.append(None)
+        features.append({"input_ids": ids, "token_type_ids": [0] * len(ids), "word_ids": word_ids})
+    return features
 
 
 class TokenClassificationTask(Task):
@@ -101,29 +158,18 @@ class TokenClassificationTask(Task):
 
     # -- features and metrics ---------------------------------------------------------
     def features(self, examples: list[TokenExample], tokenizer: Any, training: bool) -> list[Feature]:
-        encoded = tokenizer(
-            [e.words for e in examples],
-            is_split_into_words=True,
-            truncation=True,
-            max_length=self.options.max_seq_length,
+        features = encode_words(
+            tokenizer, [e.words for e in examples], bool(self.options.char_level), self.options.max_seq_length
         )
         label2id = {v: k for k, v in self.id2label.items()}
-        features = []
-        for i, e in enumerate(examples):
-            word_ids = encoded.word_ids(i)
-            feature = {
-                "input_ids": encoded["input_ids"][i],
-                "token_type_ids": encoded["token_type_ids"][i],
-                "word_ids": word_ids,
-            }
+        for e, feature in zip(examples, features, strict=True):
             if training:
                 labels, previous = [], None
-                for word in word_ids:
+                for word in feature["word_ids"]:
                     first_piece = word is not None and word != previous
                     labels.append(label2id[e.tags[word]] if first_piece else IGNORE_INDEX)
                     previous = word
                 feature["labels"] = labels
-            features.append(feature)
         return features
 
     def predict_tags(self, example: TokenExample, feature: Feature, logits: np.ndarray) -> list[str]:
