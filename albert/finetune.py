@@ -200,6 +200,12 @@ def load_teacher(config: FinetuneConfig, task: Task, tokenizer: Any, student: An
             f"--teacher {config.teacher} is not a model directory (no config.json); pass the output "
             "directory of an `albert finetune` run on this task"
         )
+    architectures = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    if task.model_class not in architectures:
+        raise AlbertError(
+            f"--teacher {config.teacher} is not fine-tuned for {task.name} (its architecture is "
+            f"{', '.join(architectures) or 'not recorded'}); fine-tune it on this task first with `albert finetune`"
+        )
     teacher_tokenizer = AlbertTokenizer.from_pretrained(path)
     if (
         teacher_tokenizer.get_vocab() != tokenizer.get_vocab()

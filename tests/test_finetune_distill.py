@@ -215,6 +215,16 @@ def test_teacher_errors_are_clear(tmp_path, tokenizer_dir, tiny_config):
     )
     with pytest.raises(AlbertError, match="tokenises differently"):
         student(other_vocab)
+    with pytest.raises(AlbertError, match="not fine-tuned for token-classification"):
+        finetune_tiny(
+            "token-classification",
+            write_conll(tmp_path / "ner.conll", NER_SENTENCES),
+            tmp_path / "ner.conll",
+            tiny_config,
+            tokenizer_dir,
+            tmp_path / "student",
+            teacher=str(teacher),
+        )
     with pytest.raises(AlbertError, match="--distill-alpha"):
         student(teacher, distill_alpha=1.5)
     assert not (tmp_path / "student" / "model.safetensors").exists()
