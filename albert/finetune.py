@@ -258,10 +258,13 @@ def distillation_loss(
     """The soft-target loss summed over the task's logit outputs (start and end for QA: averaged).
 
     Token logits count only where the student has a label; span logits exclude padding."""
+    from albert.modeling import AlbertForSequenceClassification, resolve_problem_type
     from albert.tasks.common import IGNORE_INDEX
 
     names = [n for n in LOGIT_OUTPUTS if getattr(student_out, n, None) is not None]
-    problem = getattr(model.config, "problem_type", None)
+    # the rule the task loss follows; token, span and choice logits are always class scores
+    sequence = isinstance(model, AlbertForSequenceClassification)
+    problem = resolve_problem_type(model.config, inputs.get("labels")) if sequence else None
     total = 0.0
     for name in names:
         student, teacher = getattr(student_out, name), getattr(teacher_out, name)

@@ -674,17 +674,21 @@ class AlbertForMaskedLM(_LabelledHead):
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 
+def resolve_problem_type(config: AlbertConfig, labels: Tensor | None = None) -> str:
+    """transformers' rule: `config.problem_type` if set; else regression when num_labels == 1,
+    single-label for integer (or absent) labels, multi-label for float labels."""
+    if config.problem_type is not None:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    if labels is None or labels.dtype in (torch.long, torch.int):
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
 def classification_loss(config: AlbertConfig, logits: Tensor, labels: Tensor) -> Tensor:
-    """transformers' rule: regression when num_labels == 1, cross-entropy for integer labels,
-    BCE (multi-label) otherwise - unless `config.problem_type` says which."""
-    problem = config.problem_type
-    if problem is None:
-        if config.num_labels == 1:
-            problem = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
+    """The task loss for `resolve_problem_type`: MSE, cross-entropy or BCE."""
+    problem = resolve_problem_type(config, labels)
     if problem == "regression":
         if config.num_labels == 1:
             return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
