@@ -227,4 +227,6 @@ def test_teacher_errors_are_clear(tmp_path, tokenizer_dir, tiny_config):
         )
     with pytest.raises(AlbertError, match="--distill-alpha"):
         student(teacher, distill_alpha=1.5)
+    with pytest.raises(AlbertError, match="--distill-temperature must be positive"):
+        student(teacher, distill_temperature=0.0)
     assert not (tmp_path / "student" / "model.safetensors").exists()
