@@ -127,6 +127,64 @@ def test_detect_format_on_real_files(shared_data: Path) -> None:
     assert data_text.detect_format(pretrain / "zh/peoples_daily_199801.txt") == "documents"
 
 
+def test_conll_sentences_keep_words_apart_and_split_documents() -> None:
+    lines = [
+        "-DOCSTART- -X- O O",
+        "",
+        "EU\tB-ORG",
+        "rejects   O",
+        "",
+        "",
+        "北\tB-LOC",
+        "京 I-LOC",
+        "-DOCSTART-",
+        "x O",
+    ]
+    sentences = list(data_text.conll_sentences((line, False) for line in lines))
+    assert sentences == [("", False), ("EU\trejects", False), ("北\t京", False), ("", False), ("x", False)]
+    assert (
+        data_text.detect_format(Path("train.conll")) == data_text.detect_format(Path("a.bio.gz")) == "conll"
+    )
+
+
+def _stream(encoded: list[list[int]]) -> str:
+    return "," + ",".join(str(i) for ids in encoded for i in ids) + ","
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_conll_training_files_become_pretraining_text_encoded_as_fine_tuning_encodes_it(
+    language: str, shared_data: Path, tokenizer_dir: Path, tokenizer: AlbertTokenizer, tmp_path: Path
+) -> None:
+    """Task-adaptive pretraining on a CoNLL training file sees its words exactly as fine-tuning
+    does: Chinese characters as in-word pieces (never a "▁" before each), English words as words."""
+    from albert.tasks.token_classification import encode_words
+
+    source = shared_data / ("tokens/zh/peoples_daily_ner" if language == "zh" else "tokens/en/wnut16_ner")
+    conll = _slice(source / "train.conll", tmp_path / "train.conll", 0, 60_000)
+    blocks = [b for b in conll.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    sentences = [[line.split("\t")[0] for line in block.splitlines()] for block in blocks]
+    output = tmp_path / "data"
+    manifest = build_pretraining_data(tokenizer_dir, [conll], output, max_seq_length=64, progress=False)
+    assert manifest["inputs"][0]["format"] == "conll"
+    assert manifest["counts"]["sentences"] == len(sentences)
+    features = encode_words(tokenizer, sentences, char_level=language == "zh", max_length=10_000)
+    stream = _stream([f["input_ids"][1:-1] for f in features])
+    dataset = PretrainingDataset(output, tokenizer_dir=tokenizer_dir)
+    word_start_marker = tokenizer.convert_tokens_to_ids("\u2581")
+    specials = {tokenizer.cls_token_id, tokenizer.sep_token_id}
+    for item in _all_items(dataset):
+        ids = _originals(item)
+        first = ids[1 : int((ids == tokenizer.sep_token_id).argmax())]
+        assert _stream([first.tolist()]) in stream  # a stretch of the fine-tuning encoding, unchanged
+        if language == "zh":
+            assert word_start_marker not in set(ids.tolist()) - specials
+    if language == "zh":  # the characters really were split: no multi-character pieces
+        pieces = tokenizer.convert_ids_to_tokens(
+            sorted(set(np.concatenate([_originals(i) for i in _all_items(dataset)]).tolist()) - specials)
+        )
+        assert all(len(p) == 1 for p in pieces if p not in ("<unk>", "[UNK]"))
+
+
 def test_expand_inputs_files_directories_globs(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     for name in ("b.txt", "a.txt", "sub/c.txt.gz", ".hidden"):

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="FILE",
-        help="text files, directories or globs, plain or .gz",
+        help="text (or CoNLL) files, directories or globs, plain or .gz",
     )
     parser.add_argument(
         "--output", required=True, metavar="DIR", help="data directory to write (replaces earlier data)"
@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         default="auto",
         help="input layout: one sentence per line with blank lines between documents (sentences), raw "
-        "paragraphs (paragraphs) or one document per line (documents); default: auto, per file",
+        "paragraphs (paragraphs), one document per line (documents), or a token-classification training "
+        "file (conll: its words, encoded as fine-tuning encodes them, for task-adaptive pretraining); "
+        "default: auto, per file (.conll files are conll)",
     )
     parser.add_argument("--max-seq-length", type=int, default=512, metavar="N", help="default: 512")
     parser.add_argument("--max-predictions-per-seq", type=int, default=20, metavar="N", help="default: 20")

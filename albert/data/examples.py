@@ -109,6 +109,7 @@ class UnitProcessor:
 
         self.options = options
         tokenizer = AlbertTokenizer.from_pretrained(options.tokenizer_dir)
+        self.tokenizer = tokenizer
         self.encode = make_encoder(tokenizer, options.tokenizer_dir, options.tokenizer_engine)
         self.tables = VocabularyTables.from_tokenizer(tokenizer)
         self.max_tokens = options.max_seq_length - 3  # room for [CLS], [SEP], [SEP]
@@ -124,12 +125,12 @@ class UnitProcessor:
     def _tokenize(self, unit: Unit) -> tuple[np.ndarray, list[list[range]], UnitStats]:
         """All sentences of the unit in one batch call: the unit's token ids, flat, and each
         document as the ranges of its (non-empty) sentences in them."""
-        if unit.format == "sentences":
+        if unit.format in ("sentences", "conll"):
             split = unit.documents
         else:
             split = [[s for line in document for s in split_sentences(line)] for document in unit.documents]
         flat = [sentence for document in split for sentence in document]
-        id_lists = self.encode(flat)
+        id_lists = self._encode_words(flat) if unit.format == "conll" else self.encode(flat)
         lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
         ids = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))
         bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
@@ -150,6 +151,18 @@ class UnitProcessor:
             else:
                 documents.append(pieces)
         return ids, documents, stats
+
+    def _encode_words(self, sentences: list[str]) -> list[list[int]]:
+        """Tab-joined CoNLL words -> ids, as token-classification fine-tuning encodes them:
+        character-level text as in-word pieces (no word-start marker before every character),
+        words as words."""
+        from albert.tasks.token_classification import character_encoder, is_char_level
+
+        word_lists = [sentence.split("\t") for sentence in sentences]
+        if not is_char_level([w for words in word_lists for w in words]):
+            return self.encode([" ".join(words) for words in word_lists])
+        encode_char = character_encoder(self.tokenizer)
+        return [[i for char in words for i in encode_char(char)] for words in word_lists]
 
 
 class _Plan:

@@ -6,13 +6,17 @@ only a few units are ever in flight. A unit never spans two files and its bounda
 on the text, so unit ``(file_index, unit_index)`` - and the random seed derived from it - is the
 same whatever the number of workers. That is what makes the output reproducible.
 
-Three layouts (``--format``):
+Four layouts (``--format``):
 
 * ``sentences``: one sentence per line, a blank line between documents (BERT/ALBERT's format);
 * ``paragraphs``: raw paragraphs, one per line, split into sentences; blank lines between documents;
-* ``documents``: one document per line, split into sentences.
+* ``documents``: one document per line, split into sentences;
+* ``conll``: a token-classification training file (token in the first column, a blank line between
+  sentences, ``-DOCSTART-`` between documents), for task-adaptive pretraining on the text a model
+  will be fine-tuned on. Its sentences reach the worker as tab-joined words, which it encodes the
+  way fine-tuning does (`albert.tasks.token_classification.encode_words`).
 
-``auto`` looks at the start of each file (see `detect_format`).
+``auto`` looks at the start of each file (see `detect_format`); ``.conll`` files are ``conll``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from pathlib import Path
 
 from albert.errors import AlbertError
 
-FORMATS = ("auto", "sentences", "paragraphs", "documents")
+FORMATS = ("auto", "sentences", "paragraphs", "documents", "conll")
+CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob", ".iobes")
 UNIT_BYTES = 256 * 1024  # text per work unit; part of the output format (it fixes the seeds)
 MAX_DOCUMENT_BYTES = UNIT_BYTES  # longer documents are cut so a unit stays bounded
 MAX_LINE_BYTES = 1 << 20  # longer lines are read in pieces, never whole
@@ -240,7 +245,10 @@ def detect_format(path: Path) -> str:
     Blank lines separate documents: lines that are mostly single sentences mean ``sentences``,
     otherwise ``paragraphs``. Without blank lines, multi-sentence lines mean ``documents`` (one per
     line); single sentences mean ``sentences`` (the whole file is one document, cut into pieces).
+    A CoNLL suffix (``.conll``, ``.bio``, ...; before any ``.gz``) means ``conll``.
     """
+    if (path.with_suffix("") if path.suffix == ".gz" else path).suffix.lower() in CONLL_SUFFIXES:
+        return "conll"
     try:
         with _open_binary(path) as handle:
             sample = handle.read(SNIFF_BYTES)
@@ -268,8 +276,8 @@ def detect_format(path: Path) -> str:
 class Unit:
     """A few hundred KB of whole documents from one file: the unit of work and of seeding.
 
-    Each document is a list of lines; in ``sentences`` layout a line is a sentence, otherwise
-    the worker splits lines into sentences.
+    Each document is a list of lines; in ``sentences`` layout a line is a sentence, in ``conll``
+    layout a sentence of tab-joined words, otherwise the worker splits lines into sentences.
     """
 
     file_index: int
@@ -291,7 +299,33 @@ def read_units(
         layout = detect_format(path) if input_format == "auto" else input_format
         stats = FileStats(str(path), layout)
         file_stats.append(stats)
-        yield from _file_units(file_index, layout, read_lines(path, stats, progress), unit_bytes)
+        lines = read_lines(path, stats, progress)
+        yield from _file_units(
+            file_index, layout, conll_sentences(lines) if layout == "conll" else lines, unit_bytes
+        )
+
+
+def conll_sentences(lines: Iterator[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
+    """CoNLL token lines -> one line per sentence (its tokens joined by tabs), and a blank line
+    where ``-DOCSTART-`` starts a new document - the ``sentences`` layout, with words kept apart.
+
+    The token is the first column (tab-separated, or space-separated if the line has no tab), as
+    in `albert.tasks.token_classification`; the tag columns are not needed for pretraining.
+    """
+    words: list[str] = []
+    for text, _ in lines:
+        if text.startswith("-DOCSTART-"):
+            if words:
+                yield "\t".join(words), False
+            words = []
+            yield "", False
+        elif text:
+            words.append(text.split("\t", 1)[0].strip() if "\t" in text else text.split(maxsplit=1)[0])
+        elif words:
+            yield "\t".join(words), False
+            words = []
+    if words:
+        yield "\t".join(words), False
 
 
 def _file_units(
