@@ -185,6 +185,42 @@ def test_conll_training_files_become_pretraining_text_encoded_as_fine_tuning_enc
         assert all(len(p) == 1 for p in pieces if p not in ("<unk>", "[UNK]"))
 
 
+def test_classification_files_pretrain_on_their_text_columns_only(
+    tokenizer_dir: Path, tokenizer: AlbertTokenizer, tmp_path: Path
+) -> None:
+    """CSV/TSV/JSONL training files (``table`` layout): every row's text column(s), never the label."""
+    rows = [
+        (f"In the beginning was the word number {i}. And it was good.", "qqqq" if i % 2 else "zzzz")
+        for i in range(60)
+    ]
+    csv_file = tmp_path / "train.csv"
+    csv_file.write_text(
+        "label,text\n" + "".join(f'{label},"{text}"\n' for text, label in rows), encoding="utf-8"
+    )
+    jsonl = tmp_path / "pairs.jsonl"
+    jsonl.write_text(
+        "".join(
+            json.dumps({"text_pair": "The second side.", "text": text, "label": label}) + "\n"
+            for text, label in rows
+        )
+    )
+    for path, per_row in ((csv_file, 2), (jsonl, 3)):
+        manifest = build_pretraining_data(
+            tokenizer_dir, [path], tmp_path / "out", max_seq_length=48, progress=False
+        )
+        assert manifest["inputs"][0]["format"] == "table"
+        assert manifest["counts"]["sentences"] == per_row * len(rows)  # text (2 sentences) + text_pair
+        dataset = PretrainingDataset(tmp_path / "out", tokenizer_dir=tokenizer_dir)
+        text = " ".join(tokenizer.decode(_originals(item).tolist()) for item in _all_items(dataset))
+        assert "word number 59" in text and "qqqq" not in text and "zzzz" not in text
+        assert ("second side" in text) == (path == jsonl)
+    with pytest.raises(AlbertError, match="has no column 'sentence'; columns found: label, text"):
+        build_pretraining_data(
+            tokenizer_dir, [csv_file], tmp_path / "x", text_columns=["sentence"], progress=False
+        )
+    _assert_nothing_left(tmp_path / "x")
+
+
 def test_expand_inputs_files_directories_globs(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     for name in ("b.txt", "a.txt", "sub/c.txt.gz", ".hidden"):
@@ -744,3 +780,12 @@ def test_cli_end_to_end(
     assert main(bad) == 2
     assert "does not exist" in capsys.readouterr().err
     assert math.isclose(dataset.manifest["options"]["masked_lm_prob"], 0.15)
+    table = tmp_path / "reviews.tsv"
+    table.write_text(
+        "stars\treview\n" + "".join(f"{i % 5}\tA fine film, part {i}. I liked it.\n" for i in range(40))
+    )
+    args = ["data", "--tokenizer", str(tokenizer_dir), "--input", str(table), "--output", str(output)]
+    assert main([*args, "--text-column", "review", "--max-seq-length", "32"]) == 0
+    manifest = PretrainingDataset(output, tokenizer_dir=tokenizer_dir).manifest
+    assert manifest["inputs"][0]["format"] == "table" and manifest["counts"]["sentences"] == 80
+    assert manifest["options"]["text_columns"] == ["review"]

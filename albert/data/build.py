@@ -72,6 +72,7 @@ def build_pretraining_data(
     workers: int = 1,
     dynamic_masking: bool = False,
     input_format: str = "auto",
+    text_columns: Sequence[str] | None = None,
     tokenizer_engine: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -85,6 +86,8 @@ def build_pretraining_data(
     `tokenizer_engine` ``auto`` tokenises with ``sentencepiece`` where that gives the tokenizer's
     ids (see `albert.data.encoders`; special-token strings in the text are then ordinary text),
     ``tokenizers`` always with the tokenizer's own engine; the manifest records which was used.
+    `text_columns` name the text columns of CSV/TSV/JSON-lines inputs (``table`` layout; default
+    ``text`` and, where present, ``text_pair``).
     """
     from albert.tokenization import AlbertTokenizer
 
@@ -115,7 +118,9 @@ def build_pretraining_data(
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
         tables = VocabularyTables.from_tokenizer(tokenizer).save(staging)
-        shards, totals, files = _write_shards(staging, paths, options, input_format, workers, progress)
+        shards, totals, files = _write_shards(
+            staging, paths, options, input_format, text_columns, workers, progress
+        )
         _check_examples(totals, files)
         manifest = {
             "format": FORMAT_NAME,
@@ -142,6 +147,7 @@ def build_pretraining_data(
                 "seed": seed,
                 "dynamic_masking": dynamic_masking,
                 "input_format": input_format,
+                "text_columns": list(text_columns) if text_columns else None,
                 "unit_bytes": text.UNIT_BYTES,
             },
             "token_dtype": token_dtype,
@@ -226,6 +232,7 @@ def _write_shards(
     paths: list[Path],
     options: ExampleOptions,
     input_format: str,
+    text_columns: Sequence[str] | None,
     workers: int,
     progress: bool,
 ) -> tuple[list[dict[str, Any]], UnitStats, list[FileStats]]:
@@ -236,7 +243,7 @@ def _write_shards(
     with tqdm(
         total=total_bytes, unit="B", unit_scale=True, desc="albert data", disable=not progress or None
     ) as bar:
-        units = read_units(paths, input_format, files, bar.update, text.UNIT_BYTES)
+        units = read_units(paths, input_format, files, bar.update, text.UNIT_BYTES, text_columns)
         try:
             for result in _process(units, options, workers):
                 writer.add(result)

@@ -29,8 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="input layout: one sentence per line with blank lines between documents (sentences), raw "
         "paragraphs (paragraphs), one document per line (documents), or a token-classification training "
-        "file (conll: its words, encoded as fine-tuning encodes them, for task-adaptive pretraining); "
-        "default: auto, per file (.conll files are conll)",
+        "file (conll: its words, encoded as fine-tuning encodes them) or a text-classification file "
+        "(table: CSV/TSV/JSONL text columns), the last two for task-adaptive pretraining; default: auto, "
+        "per file (.conll files are conll, .csv/.tsv/.jsonl files table)",
+    )
+    parser.add_argument(
+        "--text-column",
+        nargs="+",
+        metavar="NAME",
+        help="text columns of CSV/TSV/JSONL inputs; default: text, and text_pair where present",
     )
     parser.add_argument("--max-seq-length", type=int, default=512, metavar="N", help="default: 512")
     parser.add_argument("--max-predictions-per-seq", type=int, default=20, metavar="N", help="default: 20")
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         dynamic_masking=args.dynamic_masking,
         input_format=args.format,
+        text_columns=args.text_column,
         tokenizer_engine=args.tokenizer_engine,
     )
     print(summary(manifest, time.perf_counter() - start))

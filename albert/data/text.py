@@ -6,7 +6,7 @@ only a few units are ever in flight. A unit never spans two files and its bounda
 on the text, so unit ``(file_index, unit_index)`` - and the random seed derived from it - is the
 same whatever the number of workers. That is what makes the output reproducible.
 
-Four layouts (``--format``):
+Five layouts (``--format``):
 
 * ``sentences``: one sentence per line, a blank line between documents (BERT/ALBERT's format);
 * ``paragraphs``: raw paragraphs, one per line, split into sentences; blank lines between documents;
@@ -14,9 +14,13 @@ Four layouts (``--format``):
 * ``conll``: a token-classification training file (token in the first column, a blank line between
   sentences, ``-DOCSTART-`` between documents), for task-adaptive pretraining on the text a model
   will be fine-tuned on. Its sentences reach the worker as tab-joined words, which it encodes the
-  way fine-tuning does (`albert.tasks.token_classification.encode_words`).
+  way fine-tuning does (`albert.tasks.token_classification.encode_words`);
+* ``table``: a text-classification file (CSV, TSV or JSON lines), for task-adaptive pretraining
+  too: each row's text column(s) - ``text`` and, where present, ``text_pair`` - become one line
+  of a single document, split into sentences like ``paragraphs``; labels are ignored.
 
-``auto`` looks at the start of each file (see `detect_format`); ``.conll`` files are ``conll``.
+``auto`` looks at the start of each file (see `detect_format`); ``.conll`` files are ``conll``,
+``.csv``/``.tsv``/``.jsonl`` files ``table``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from pathlib import Path
 
 from albert.errors import AlbertError
 
-FORMATS = ("auto", "sentences", "paragraphs", "documents", "conll")
+FORMATS = ("auto", "sentences", "paragraphs", "documents", "conll", "table")
+DEFAULT_TEXT_COLUMNS = ("text", "text_pair")  # `table` layout: text_pair is optional by default
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
 CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob", ".iobes")
 UNIT_BYTES = 256 * 1024  # text per work unit; part of the output format (it fixes the seeds)
 MAX_DOCUMENT_BYTES = UNIT_BYTES  # longer documents are cut so a unit stays bounded
@@ -245,10 +251,14 @@ def detect_format(path: Path) -> str:
     Blank lines separate documents: lines that are mostly single sentences mean ``sentences``,
     otherwise ``paragraphs``. Without blank lines, multi-sentence lines mean ``documents`` (one per
     line); single sentences mean ``sentences`` (the whole file is one document, cut into pieces).
-    A CoNLL suffix (``.conll``, ``.bio``, ...; before any ``.gz``) means ``conll``.
+    A CoNLL suffix (``.conll``, ``.bio``, ...; before any ``.gz``) means ``conll``; a table suffix
+    (``.csv``, ``.tsv``, ``.jsonl``) means ``table``.
     """
-    if (path.with_suffix("") if path.suffix == ".gz" else path).suffix.lower() in CONLL_SUFFIXES:
+    suffix = (path.with_suffix("") if path.suffix == ".gz" else path).suffix.lower()
+    if suffix in CONLL_SUFFIXES:
         return "conll"
+    if suffix in TABLE_SUFFIXES:
+        return "table"
     try:
         with _open_binary(path) as handle:
             sample = handle.read(SNIFF_BYTES)
@@ -293,16 +303,42 @@ def read_units(
     file_stats: list[FileStats],
     progress: Callable[[int], None],
     unit_bytes: int,
+    text_columns: Sequence[str] | None = None,
 ) -> Iterator[Unit]:
     """Stream the documents of every file, grouped into units of about `unit_bytes`."""
     for file_index, path in enumerate(paths):
         layout = detect_format(path) if input_format == "auto" else input_format
         stats = FileStats(str(path), layout)
         file_stats.append(stats)
-        lines = read_lines(path, stats, progress)
-        yield from _file_units(
-            file_index, layout, conll_sentences(lines) if layout == "conll" else lines, unit_bytes
-        )
+        if layout == "table":
+            lines = table_lines(path, stats, progress, text_columns)
+        else:
+            lines = read_lines(path, stats, progress)
+            lines = conll_sentences(lines) if layout == "conll" else lines
+        yield from _file_units(file_index, layout, lines, unit_bytes)
+
+
+def table_lines(
+    path: Path, stats: FileStats, progress: Callable[[int], None], text_columns: Sequence[str] | None
+) -> Iterator[tuple[str, bool]]:
+    """The text of a CSV/TSV/JSON-lines file, row after row: each text column's value as a line.
+
+    Read with the text-classification reader (`albert.tasks.common.read_table`), so a file that
+    fine-tunes also pretrains. Columns named in `text_columns` must all be there; by default
+    ``text`` must be and ``text_pair`` is used where it is.
+    """
+    from albert.tasks.common import read_table, require_columns
+
+    rows = read_table(path)
+    columns = list(text_columns or DEFAULT_TEXT_COLUMNS)
+    require_columns(path, rows, *(columns if text_columns else columns[:1]))
+    stats.bytes, stats.lines = path.stat().st_size, len(rows)
+    for _, row in rows:
+        for column in columns:
+            value = row.get(column)
+            if value is not None and str(value).strip():
+                yield " ".join(str(value).split()), False
+    progress(stats.bytes)
 
 
 def conll_sentences(lines: Iterator[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
