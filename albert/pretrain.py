@@ -282,6 +282,25 @@ STAT_NAMES = (
 )
 
 
+def shuffle_word_order(
+    batch: dict[str, Tensor], specials: Tensor, generator: torch.Generator
+) -> dict[str, Tensor]:
+    """A copy of `batch` with each sequence's tokens (and their MLM labels) in random order;
+    [CLS], [SEP], padding and the segment layout stay where they are.
+
+    A model that scores this as well as the real order predicts from which words occur, not
+    from where: a bag of words. Small models sit on that plateau for a long time before
+    attention learns to use positions, and such a model gives fine-tuning little.
+    """
+    ids, labels = batch["input_ids"].clone(), batch["labels"].clone()
+    movable = batch["attention_mask"].bool() & ~torch.isin(ids, specials)
+    for row in range(ids.shape[0]):
+        where = movable[row].nonzero().flatten()
+        order = where[torch.randperm(where.numel(), generator=generator)]
+        ids[row, where], labels[row, where] = ids[row, order], labels[row, order]
+    return {**batch, "input_ids": ids, "labels": labels}
+
+
 class Pretrainer:
     """One pretraining run: builds data, model and optimiser, resumes, trains, evaluates, saves.
 
@@ -587,19 +606,23 @@ class Pretrainer:
         model, loader = held_out
         was_training = model.training
         model.eval()
-        sums = torch.zeros(6, dtype=torch.float64, device=dist.device)
+        sums = torch.zeros(7, dtype=torch.float64, device=dist.device)
+        specials = torch.tensor([self.tokenizer.cls_token_id, self.tokenizer.sep_token_id])
+        shuffler = torch.Generator().manual_seed(0)  # the same shuffles at every evaluation
         for batch in loader:
             out, counts = self._forward(model, batch)
             n_masked = counts["mlm_total"]
             if n_masked:
                 sums[0] += out.mlm_loss.double() * n_masked
+                shuffled, _ = self._forward(model, shuffle_word_order(batch, specials, shuffler))
+                sums[6] += shuffled.mlm_loss.double() * n_masked
             sums[1] += n_masked
             sums[2] += counts["mlm_correct"]
             sums[3] += out.sop_loss.double() * counts["sop_total"]
             sums[4] += counts["sop_correct"]
             sums[5] += counts["sop_total"]
         model.train(was_training)
-        mlm_sum, n_masked, mlm_correct, sop_sum, sop_correct, n_seq = dist.all_reduce_sum(sums)
+        mlm_sum, n_masked, mlm_correct, sop_sum, sop_correct, n_seq, shuffled_sum = dist.all_reduce_sum(sums)
         mlm_loss = mlm_sum / max(n_masked, 1)
         return {
             "step": self.position.step,
@@ -610,6 +633,9 @@ class Pretrainer:
             "mlm_accuracy": mlm_correct / max(n_masked, 1),
             "sop_accuracy": sop_correct / max(n_seq, 1),
             "perplexity": math.exp(min(mlm_loss, 50.0)),
+            # what word order is worth to the model: MLM loss on the same sequences with their
+            # tokens shuffled, minus the loss in order; ~0 = a bag-of-words model (see the docs)
+            "word_order_gain": shuffled_sum / max(n_masked, 1) - mlm_loss,
             "sequences": int(n_seq),
         }
 
@@ -773,7 +799,8 @@ class Pretrainer:
     def _eval_message(result: dict[str, Any]) -> str:
         return (
             f"step {result['step']}: eval mlm_acc {result['mlm_accuracy']:.3f} sop_acc "
-            f"{result['sop_accuracy']:.3f} perplexity {result['perplexity']:.1f}"
+            f"{result['sop_accuracy']:.3f} perplexity {result['perplexity']:.1f} "
+            f"word-order gain {result['word_order_gain']:.2f} nats"
         )
 
     def _on_bad_step(self, stats: dict[str, float], metrics: MetricsLog | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import signal
@@ -313,6 +314,36 @@ def test_two_processes_match_one_with_the_same_global_batch(corpus, tmp_path) ->
     assert saved["world_size"] == 2 and saved["global_batch"] == 8
 
 
+def test_shuffle_word_order_moves_words_with_their_labels_and_keeps_the_frame() -> None:
+    from albert.pretrain import shuffle_word_order
+
+    cls, sep, pad, mask = 2, 3, 0, 4
+    ids = torch.tensor(
+        [[cls, 10, 11, mask, 13, sep, 14, mask, sep, pad, pad], [cls, 20, sep, 21, sep] + [pad] * 6]
+    )
+    labels = torch.full_like(ids, -100)
+    labels[0, 3], labels[0, 7] = 12, 15
+    batch = {
+        "input_ids": ids,
+        "labels": labels,
+        "attention_mask": (ids != pad).long(),
+        "token_type_ids": ids * 0,
+    }
+    shuffled = shuffle_word_order(batch, torch.tensor([cls, sep]), torch.Generator().manual_seed(3))
+    frame = (ids == cls) | (ids == sep) | (ids == pad)
+    assert torch.equal(shuffled["input_ids"][frame], ids[frame])  # specials and padding stay put
+    assert shuffled["token_type_ids"] is batch["token_type_ids"] and torch.equal(batch["input_ids"], ids)
+    for row in range(2):  # the same words, each still carrying its own label
+        before = sorted(zip(ids[row].tolist(), labels[row].tolist(), strict=True))
+        after = sorted(
+            zip(shuffled["input_ids"][row].tolist(), shuffled["labels"][row].tolist(), strict=True)
+        )
+        assert before == after
+    assert not torch.equal(shuffled["input_ids"][0], ids[0])
+    masked_at = shuffled["input_ids"][0] == mask
+    assert sorted(shuffled["labels"][0][masked_at].tolist()) == [12, 15]
+
+
 LEARNER = dict(
     hidden_size=128,
     num_hidden_layers=4,
@@ -401,6 +432,7 @@ def test_tiny_model_learns_english(shared_data, tmp_path) -> None:
     assert held_out["sequences"] > 300
     assert held_out["mlm_accuracy"] > guess_accuracy + 0.01, (held_out, guess_accuracy)
     assert held_out["perplexity"] < 0.95 * unigram_perplexity, (held_out, unigram_perplexity)
+    assert math.isfinite(held_out["word_order_gain"])
 
 
 @pytest.mark.slow
