@@ -2,6 +2,10 @@
 stdout, as one JSON object.
 
     albert evaluate --model runs/ner --data dev.conll
+    albert evaluate --model runs/pretrain/checkpoints/step-2000 --data held-out-data/
+
+The second form scores a pretraining checkpoint on `albert data` output as `albert pretrain`'s
+evaluation does (`albert.pretrain.evaluate_pretraining`).
 
 The task and the data options (columns, max length, doc stride, char-level...) come from the
 model's `finetune_args.json` (or, without one, from the head class in config.json); flags
@@ -46,7 +50,12 @@ def evaluate(
     batch_size: int = 64,
     **option_overrides: Any,
 ) -> dict[str, Any]:
-    """The metrics of a fine-tuned model (directory, or .onnx file with runtime="onnx") on `data`."""
+    """The metrics of a fine-tuned model (directory, or .onnx file with runtime="onnx") on `data`;
+    for a pretraining checkpoint and an `albert data` directory, the pretraining metrics."""
+    if Path(data).is_dir() and (Path(data) / "manifest.json").is_file():
+        from albert.pretrain import evaluate_pretraining
+
+        return evaluate_pretraining(model, data, batch_size=batch_size)
     from albert.pipeline import load_model
 
     name = resolve_task(model, task)
@@ -68,7 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, help="fine-tuned model directory (or .onnx file with --runtime onnx)"
     )
-    parser.add_argument("--data", required=True, help="labelled file in the task's format")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="labelled file in the task's format, or an `albert data` directory to score a pretraining "
+        "checkpoint (MLM/SOP accuracy, perplexity, word-order gain)",
+    )
     parser.add_argument("--task", choices=list(TASKS), help="default: the task the model was fine-tuned for")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
     parser.add_argument("--runtime", choices=["torch", "onnx"], default="torch")

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,95 @@ STAT_NAMES = (
 )
 
 
+def forward_with_counts(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Any, dict[str, Any]]:
+    """The pretraining forward (MLM logits at masked positions only) and its hit counts."""
+    out = model(**{k: inputs[k] for k in BATCH_KEYS if k in inputs}, sparse_prediction=True)
+    labels = inputs["labels"]
+    masked = labels[labels != -100]
+    sop = inputs["sentence_order_label"].view(-1)
+    return out, {
+        "mlm_correct": (out.prediction_logits.argmax(-1) == masked).sum(),
+        "mlm_total": masked.numel(),
+        "sop_correct": (out.sop_logits.argmax(-1) == sop).sum(),
+        "sop_total": sop.numel(),
+        "tokens": inputs["attention_mask"].sum(),
+    }
+
+
+def evaluate_pretraining(
+    model: str | Path, data: str | Path, max_sequences: int = 1024, batch_size: int = 32
+) -> dict[str, Any]:
+    """Score a pretraining checkpoint on `albert data` output, as `albert pretrain` evaluates:
+    MLM and SOP accuracy, perplexity and the word-order gain, over up to `max_sequences`
+    sequences (a seeded sample, masked as in epoch 0). Used by ``albert evaluate --data DIR``."""
+    from albert.tokenization import SPM_FILE, VOCAB_FILE
+
+    # a checkpoint carries its tokenizer: then the data must have been built with it
+    carries_tokenizer = any((Path(model) / name).is_file() for name in (SPM_FILE, VOCAB_FILE))
+    dataset = _load_dataset(str(data), str(model) if carries_tokenizer else None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    network = AlbertForPreTraining.from_pretrained(model).eval()
+    chosen = np.sort(np.random.default_rng(0).permutation(len(dataset))[:max_sequences]).tolist()
+    batches = (
+        dataset.collate([dataset[i] for i in chosen[start : start + batch_size]])
+        for start in range(0, len(chosen), batch_size)
+    )
+    specials = torch.tensor([dataset.manifest["tokenizer"][k] for k in ("cls_token_id", "sep_token_id")])
+    sums = held_out_sums(network, batches, forward_with_counts, specials, "cpu")
+    return held_out_metrics(sums.tolist(), step=0) | {"model": str(model), "data": str(data)}
+
+
+HeldOutForward = Callable[[nn.Module, dict[str, Tensor]], tuple[Any, dict[str, Any]]]
+
+
+def held_out_sums(
+    model: nn.Module,
+    batches: Iterable[dict[str, Tensor]],
+    forward: HeldOutForward,
+    specials: Tensor,
+    device: Any,
+) -> Tensor:
+    """Token- and sequence-weighted sums over held-out batches, to add up across processes:
+    MLM loss, masked tokens, MLM hits, SOP loss, SOP hits, sequences, shuffled-order MLM loss."""
+    sums = torch.zeros(7, dtype=torch.float64, device=device)
+    shuffler = torch.Generator().manual_seed(0)  # the same shuffles at every evaluation
+    with torch.no_grad():
+        for batch in batches:
+            out, counts = forward(model, batch)
+            n_masked = counts["mlm_total"]
+            if n_masked:
+                sums[0] += out.mlm_loss.double() * n_masked
+                shuffled, _ = forward(model, shuffle_word_order(batch, specials, shuffler))
+                sums[6] += shuffled.mlm_loss.double() * n_masked
+            sums[1] += n_masked
+            sums[2] += counts["mlm_correct"]
+            sums[3] += out.sop_loss.double() * counts["sop_total"]
+            sums[4] += counts["sop_correct"]
+            sums[5] += counts["sop_total"]
+    return sums
+
+
+def held_out_metrics(sums: Any, step: int) -> dict[str, Any]:
+    """The evaluation record from `held_out_sums` (added up over processes)."""
+    mlm_sum, n_masked, mlm_correct, sop_sum, sop_correct, n_seq, shuffled_sum = (float(x) for x in sums)
+    mlm_loss = mlm_sum / max(n_masked, 1)
+    return {
+        "step": step,
+        "eval": True,
+        "loss": mlm_loss + sop_sum / max(n_seq, 1),
+        "mlm_loss": mlm_loss,
+        "sop_loss": sop_sum / max(n_seq, 1),
+        "mlm_accuracy": mlm_correct / max(n_masked, 1),
+        "sop_accuracy": sop_correct / max(n_seq, 1),
+        "perplexity": math.exp(min(mlm_loss, 50.0)),
+        # what word order is worth to the model: MLM loss on the same sequences with their
+        # tokens shuffled, minus the loss in order; ~0 = a bag-of-words model (see the docs)
+        "word_order_gain": shuffled_sum / max(n_masked, 1) - mlm_loss,
+        "sequences": int(n_seq),
+    }
+
+
 def shuffle_word_order(
     batch: dict[str, Tensor], specials: Tensor, generator: torch.Generator
 ) -> dict[str, Tensor]:
@@ -514,17 +604,7 @@ class Pretrainer:
     def _forward(self, model: nn.Module, batch: dict[str, Tensor]) -> Any:
         inputs = {k: batch[k].to(self.dist.device, non_blocking=True) for k in BATCH_KEYS if k in batch}
         with self.precision.autocast(self.dist.device):
-            out = model(**inputs, sparse_prediction=True)
-        labels = inputs["labels"]
-        masked = labels[labels != -100]
-        sop = inputs["sentence_order_label"].view(-1)
-        return out, {
-            "mlm_correct": (out.prediction_logits.argmax(-1) == masked).sum(),
-            "mlm_total": masked.numel(),
-            "sop_correct": (out.sop_logits.argmax(-1) == sop).sum(),
-            "sop_total": sop.numel(),
-            "tokens": inputs["attention_mask"].sum(),
-        }
+            return forward_with_counts(model, inputs)
 
     def _step_losses(
         self, model: nn.Module, batch: dict[str, Tensor]
@@ -606,38 +686,10 @@ class Pretrainer:
         model, loader = held_out
         was_training = model.training
         model.eval()
-        sums = torch.zeros(7, dtype=torch.float64, device=dist.device)
         specials = torch.tensor([self.tokenizer.cls_token_id, self.tokenizer.sep_token_id])
-        shuffler = torch.Generator().manual_seed(0)  # the same shuffles at every evaluation
-        for batch in loader:
-            out, counts = self._forward(model, batch)
-            n_masked = counts["mlm_total"]
-            if n_masked:
-                sums[0] += out.mlm_loss.double() * n_masked
-                shuffled, _ = self._forward(model, shuffle_word_order(batch, specials, shuffler))
-                sums[6] += shuffled.mlm_loss.double() * n_masked
-            sums[1] += n_masked
-            sums[2] += counts["mlm_correct"]
-            sums[3] += out.sop_loss.double() * counts["sop_total"]
-            sums[4] += counts["sop_correct"]
-            sums[5] += counts["sop_total"]
+        sums = held_out_sums(model, loader, self._forward, specials, dist.device)
         model.train(was_training)
-        mlm_sum, n_masked, mlm_correct, sop_sum, sop_correct, n_seq, shuffled_sum = dist.all_reduce_sum(sums)
-        mlm_loss = mlm_sum / max(n_masked, 1)
-        return {
-            "step": self.position.step,
-            "eval": True,
-            "loss": mlm_loss + sop_sum / max(n_seq, 1),
-            "mlm_loss": mlm_loss,
-            "sop_loss": sop_sum / max(n_seq, 1),
-            "mlm_accuracy": mlm_correct / max(n_masked, 1),
-            "sop_accuracy": sop_correct / max(n_seq, 1),
-            "perplexity": math.exp(min(mlm_loss, 50.0)),
-            # what word order is worth to the model: MLM loss on the same sequences with their
-            # tokens shuffled, minus the loss in order; ~0 = a bag-of-words model (see the docs)
-            "word_order_gain": shuffled_sum / max(n_masked, 1) - mlm_loss,
-            "sequences": int(n_seq),
-        }
+        return held_out_metrics(dist.all_reduce_sum(sums), self.position.step)
 
     # -- the loop ----------------------------------------------------------------------------
     def _loader(self, dataset: Any, batches: list[list[int]], seed: int) -> DataLoader:

@@ -18,6 +18,7 @@ from test_finetune_fixtures import one_thread  # noqa: F401  (autouse: tiny mode
 
 import albert.pretrain as pretrain_module
 from albert.cli import main
+from albert.data import PretrainingDataset
 from albert.errors import AlbertError
 from albert.modeling import AlbertForPreTraining
 from albert.pretrain import pretrain
@@ -342,6 +343,36 @@ def test_shuffle_word_order_moves_words_with_their_labels_and_keeps_the_frame() 
     assert not torch.equal(shuffled["input_ids"][0], ids[0])
     masked_at = shuffled["input_ids"][0] == mask
     assert sorted(shuffled["labels"][0][masked_at].tolist()) == [12, 15]
+
+
+def test_evaluate_scores_a_checkpoint_and_word_order_gain_is_zero_without_positions(
+    corpus, tmp_path, capsys
+) -> None:
+    """`albert evaluate --data DIR` scores a pretraining checkpoint. Without position and segment
+    embeddings a transformer cannot see order (its outputs just permute with its inputs), so the
+    word-order gain is 0 to float precision; with strong position embeddings it is not."""
+    from albert.config import AlbertConfig
+
+    torch.manual_seed(0)
+    model = AlbertForPreTraining(AlbertConfig(vocab_size=1000, **TINY))
+    embeddings = model.albert.embeddings
+    with torch.no_grad():
+        embeddings.position_embeddings.weight.zero_()
+        embeddings.token_type_embeddings.weight.zero_()
+    model.save_pretrained(tmp_path / "blind")
+    with torch.no_grad():
+        embeddings.position_embeddings.weight.normal_(std=1.0)
+    model.save_pretrained(tmp_path / "sighted")
+    shutil.copy(corpus["tokenizer"] / "spiece.model", tmp_path / "sighted")  # as a checkpoint holds it
+
+    assert main(["evaluate", "--model", str(tmp_path / "blind"), "--data", str(corpus["eval"])]) == 0
+    blind = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert blind["sequences"] == len(PretrainingDataset(corpus["eval"])) > 20
+    assert 0 <= blind["mlm_accuracy"] <= 1 and blind["perplexity"] > 1
+    assert abs(blind["word_order_gain"]) < 1e-4, blind
+    assert main(["evaluate", "--model", str(tmp_path / "sighted"), "--data", str(corpus["eval"])]) == 0
+    sighted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert abs(sighted["word_order_gain"]) > 1e-3, sighted
 
 
 LEARNER = dict(
