@@ -505,6 +505,21 @@ def test_problem_type_detection_and_multi_label_csv(tmp_path):
     assert task.fit_labels(floats)["problem_type"] == "regression"
 
 
+def test_quoted_line_breaks_stay_inside_csv_fields(tmp_path):
+    from albert.tasks import get_task
+
+    path = tmp_path / "reviews.csv"
+    path.write_text('label,text\n1,"great\nfilm, truly"\n0,"dull\r\nand long"\n0,plain\n', encoding="utf-8")
+    examples = get_task("text-classification").read(path)
+    assert [e.text for e in examples] == [
+        "great\nfilm, truly",
+        "dull\nand long",
+        "plain",
+    ]  # read_text: universal newlines
+    assert [e.label for e in examples] == ["1", "0", "0"]
+    assert [e.line for e in examples] == [3, 5, 6]  # where each row ends, for error messages
+
+
 def test_a_diverging_run_stops_with_a_clear_error(tmp_path, tokenizer_dir, tiny_config):
     train = write_csv(tmp_path / "train.csv", ["label", "text"], sentiment_rows(32, 0))
     with pytest.raises(AlbertError, match=r"the loss became (nan|inf) at step \d+; lower --learning-rate"):

@@ -10,6 +10,7 @@ member only, so no compute is wasted on padding.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -156,7 +157,8 @@ def read_table(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     else:
         text = read_text(path)
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+        # a stream, not splitlines(): a quoted field may hold a line break, which must stay in it
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         if not reader.fieldnames:
             raise AlbertError(f"{path} has no header line; the first line must name the columns")
         rows = [(reader.line_num, row) for row in reader]
