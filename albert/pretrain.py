@@ -339,10 +339,11 @@ def held_out_sums(
     with torch.no_grad():
         for batch in batches:
             out, counts = forward(model, batch)
+            # both forwards on every rank, whatever its batch holds: FSDP's collectives must pair up
+            shuffled, _ = forward(model, shuffle_word_order(batch, specials, shuffler))
             n_masked = counts["mlm_total"]
             if n_masked:
                 sums[0] += out.mlm_loss.double() * n_masked
-                shuffled, _ = forward(model, shuffle_word_order(batch, specials, shuffler))
                 sums[6] += shuffled.mlm_loss.double() * n_masked
             sums[1] += n_masked
             sums[2] += counts["mlm_correct"]
