@@ -1,7 +1,9 @@
 """`albert plot RUN`: training and evaluation curves of a run's `metrics.jsonl`, as one PNG.
 
-Four panels. Pretraining: loss (total, MLM, SOP; train and eval), accuracies (MLM, SOP; train
-and eval), learning rate, held-out perplexity. Distillation (`albert distill`, recognised by its
+Pretraining, six panels: loss (total, MLM, SOP; train and eval), accuracies (MLM, SOP; train
+and eval), learning rate, held-out perplexity, held-out word-order gain (what shuffling a
+sequence's words costs the model; near 0 = a bag-of-words model, see docs/pretraining.md) and
+training tokens/s. Distillation, four (`albert distill`, recognised by its
 `relation_loss`): loss (total, relations, hidden MSE, MLM), the three relation KLs, learning rate,
 tokens/s. A series that is zero throughout (a disabled loss term) is left out. matplotlib is imported only here (the `plot` extra)
 and drawn with the non-interactive Agg backend, so this works on headless machines.
@@ -42,6 +44,8 @@ PRETRAINING_PANELS = (
     ("accuracy", ("mlm_accuracy", "sop_accuracy"), False),
     ("learning rate", ("learning_rate",), False),
     ("held-out perplexity (MLM)", ("perplexity",), True),
+    ("held-out word-order gain, nats (~0: a bag of words)", ("word_order_gain",), False),
+    ("training tokens/s", ("tokens_per_second",), False),
 )
 DISTILLATION_PANELS = (
     ("loss", ("loss", "relation_loss", "hidden_mse", "mlm_loss"), False),
@@ -68,9 +72,10 @@ def plot_metrics(run: str | os.PathLike, output: str | os.PathLike | None = None
         raise AlbertError("plotting needs matplotlib: pip install 'albert[plot]' (or matplotlib)") from None
 
     target = Path(output) if output else path.parent / "curves.png"
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
     distillation = any("relation_loss" in r for r in records)
     panels = DISTILLATION_PANELS if distillation else PRETRAINING_PANELS
+    columns = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(2, columns, figsize=(6 * columns, 8), constrained_layout=True)
     for ax, (title, keys, log_scale) in zip(axes.flat, panels, strict=True):
         drawn = False
         for color, key in enumerate(keys):

@@ -231,7 +231,9 @@ def test_cli_end_to_end_with_plot(corpus, tmp_path, capsys) -> None:
     assert all(r["perplexity"] > 1 and 0 <= r["sop_accuracy"] <= 1 for r in evals)
 
     assert main(["plot", str(out)]) == 0
-    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = (out / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(png[16:20], "big") == 3 * 6 * 110  # 2 x 3 panels: word-order gain, tokens/s too
 
     capsys.readouterr()
     assert main(common + options) == 2  # the output holds a run: refuse rather than overwrite it
