@@ -311,6 +311,7 @@ def evaluate_pretraining(
     dataset = _load_dataset(str(data), str(model) if carries_tokenizer else None)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(0)
+    _check_has_mlm_head(model)
     network = AlbertForPreTraining.from_pretrained(model).eval()
     chosen = np.sort(np.random.default_rng(0).permutation(len(dataset))[:max_sequences]).tolist()
     batches = (
@@ -320,6 +321,19 @@ def evaluate_pretraining(
     specials = torch.tensor([dataset.manifest["tokenizer"][k] for k in ("cls_token_id", "sep_token_id")])
     sums = held_out_sums(network, batches, forward_with_counts, specials, "cpu")
     return held_out_metrics(sums.tolist(), step=0) | {"model": str(model), "data": str(data)}
+
+
+def _check_has_mlm_head(model: str | Path) -> None:
+    """Refuse a model saved without a masked-LM head (a fine-tuned classifier, a bare encoder):
+    its head would be random and every number meaningless."""
+    from albert.config import AlbertConfig
+
+    architectures = AlbertConfig.from_pretrained(model).architectures or []
+    if architectures and not {"AlbertForPreTraining", "AlbertForMaskedLM"} & set(architectures):
+        raise AlbertError(
+            f"{model} is an {architectures[0]}, without the masked-LM head pretraining metrics need; pass a "
+            "pretraining checkpoint (RUN/checkpoints/step-N), or evaluate a fine-tuned model on its labelled file"
+        )
 
 
 HeldOutForward = Callable[[nn.Module, dict[str, Tensor]], tuple[Any, dict[str, Any]]]

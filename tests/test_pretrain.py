@@ -376,6 +376,18 @@ def test_evaluate_scores_a_checkpoint_and_word_order_gain_is_zero_without_positi
     sighted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert abs(sighted["word_order_gain"]) > 1e-3, sighted
 
+    from albert.modeling import AlbertForSequenceClassification
+
+    AlbertForSequenceClassification(AlbertConfig(vocab_size=1000, **TINY)).save_pretrained(
+        tmp_path / "classifier"
+    )
+    assert main(["evaluate", "--model", str(tmp_path / "classifier"), "--data", str(corpus["eval"])]) == 2
+    error = capsys.readouterr().err.strip()
+    assert (
+        "AlbertForSequenceClassification, without the masked-LM head" in error
+        and len(error.splitlines()) == 1
+    )
+
 
 LEARNER = dict(
     hidden_size=128,
