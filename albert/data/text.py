@@ -345,9 +345,11 @@ def conll_sentences(lines: Iterator[tuple[str, bool]]) -> Iterator[tuple[str, bo
     """CoNLL token lines -> one line per sentence (its tokens joined by tabs), and a blank line
     where ``-DOCSTART-`` starts a new document - the ``sentences`` layout, with words kept apart.
 
-    The token is the first column (tab-separated, or space-separated if the line has no tab), as
-    in `albert.tasks.token_classification`; the tag columns are not needed for pretraining.
+    The token is the first column, split as `albert.tasks.token_classification` splits it; the tag
+    columns are not needed for pretraining.
     """
+    from albert.tasks.token_classification import conll_columns
+
     words: list[str] = []
     for text, _ in lines:
         if text.startswith("-DOCSTART-"):
@@ -356,7 +358,7 @@ def conll_sentences(lines: Iterator[tuple[str, bool]]) -> Iterator[tuple[str, bo
             words = []
             yield "", False
         elif text:
-            words.append(text.split("\t", 1)[0].strip() if "\t" in text else text.split(maxsplit=1)[0])
+            words.append(conll_columns(text)[0].strip())
         elif words:
             yield "\t".join(words), False
             words = []

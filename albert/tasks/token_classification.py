@@ -34,7 +34,8 @@ class TokenExample:
     line: int  # line number of the sentence's first token
 
 
-def _columns(line: str) -> list[str]:
+def conll_columns(line: str) -> list[str]:
+    """A CoNLL line's columns: tab-separated, or space-separated if the line has no tab."""
     return line.split("\t") if "\t" in line else line.split()
 
 
@@ -122,7 +123,7 @@ class TokenClassificationTask(Task):
                     examples.append(TokenExample(words, tags, first_line))
                 words, tags = [], []
                 continue
-            columns = [c.strip() for c in _columns(line)]
+            columns = [c.strip() for c in conll_columns(line)]
             token, tag = _column(columns, o.token_column), _column(columns, o.tag_column)
             if not token or not tag or len(columns) < 2:
                 raise AlbertError(
