@@ -1,0 +1,83 @@
+"""The positional rule of positional_rule.py on a plain PyTorch transformer (post-LN, 2 layers by default,
+d 128, 4 heads): the reference that shows the rule is learnable in a few hundred steps, and which
+of ALBERT's choices (tied output, embedding LayerNorm, MLM transform, BERT init) slow it down.
+
+    python docs/experiments/plain_transformer_rule.py --init bert --tie
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from positional_rule import FIRST_ID, make_batch  # noqa: E402
+
+
+class PlainMaskedLM(nn.Module):
+    def __init__(self, vocab: int, length: int, width: int, args: argparse.Namespace) -> None:
+        super().__init__()
+        self.args = args
+        self.words = nn.Embedding(vocab, width)
+        self.positions = nn.Embedding(length, width)
+        layer = nn.TransformerEncoderLayer(width, 4, 4 * width, 0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, args.layers, enable_nested_tensor=False)
+        self.embedding_norm = nn.LayerNorm(width)
+        self.transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width))
+        self.output = nn.Linear(width, vocab)
+        if args.init == "bert":  # N(0, 0.02) for every matrix, as BERT and ALBERT initialise
+            for parameter in self.parameters():
+                if parameter.dim() == 2:
+                    nn.init.normal_(parameter, std=0.02)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.words(ids) + self.positions.weight[None, : ids.shape[1]]
+        if self.args.embedding_ln:
+            hidden = self.embedding_norm(hidden)
+        hidden = self.encoder(hidden)
+        if self.args.transform:
+            hidden = self.transform(hidden)
+        if self.args.tie:
+            return hidden @ self.words.weight.T + self.output.bias
+        return self.output(hidden)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--init", choices=["bert", "pytorch"], default="bert")
+    parser.add_argument("--tie", action="store_true", help="output layer = input embeddings")
+    parser.add_argument("--embedding-ln", action="store_true")
+    parser.add_argument("--transform", action="store_true", help="BERT's dense-GELU-LayerNorm MLM transform")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=600)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    vocab, length, batch_size = 200, 32, 64
+    model = PlainMaskedLM(vocab + FIRST_ID, length, 128, args)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    start = time.time()
+    for step in range(1, args.steps + 1):
+        batch = make_batch(vocab, length, batch_size)
+        chosen = batch["labels"] != -100
+        logits = model(batch["input_ids"])[chosen]
+        loss = nn.functional.cross_entropy(logits, batch["labels"][chosen])
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % 100 == 0:
+            accuracy = (logits.argmax(-1) == batch["labels"][chosen]).float().mean().item()
+            print(
+                f"step {step} loss {loss.item():.3f} accuracy {accuracy:.3f} ({time.time() - start:.0f} s)",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
