@@ -30,10 +30,12 @@ class PlainMaskedLM(nn.Module):
         self.embedding_norm = nn.LayerNorm(width)
         self.transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width))
         self.output = nn.Linear(width, vocab)
-        if args.init == "bert":  # N(0, 0.02) for every matrix, as BERT and ALBERT initialise
-            for parameter in self.parameters():
+        if args.init == "bert":  # N(0, 0.02) for every matrix, zero biases: BERT's and ALBERT's init
+            for name, parameter in self.named_parameters():
                 if parameter.dim() == 2:
                     nn.init.normal_(parameter, std=0.02)
+                elif args.zero_bias and name.endswith("bias") and "norm" not in name:
+                    nn.init.zeros_(parameter)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         hidden = self.words(ids) + self.positions.weight[None, : ids.shape[1]]
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--tie", action="store_true", help="output layer = input embeddings")
     parser.add_argument("--embedding-ln", action="store_true")
     parser.add_argument("--transform", action="store_true", help="BERT's dense-GELU-LayerNorm MLM transform")
+    parser.add_argument("--zero-bias", action="store_true", help="with --init bert: zero the biases too")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
