@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--position-std", type=float, default=0.04)
     parser.add_argument("--word-std", type=float, default=0.0, help="word-embedding init std (0: BERT's)")
     parser.add_argument("--untie", action="store_true", help="a separate MLM decoder matrix")
+    parser.add_argument("--mapping-identity", action="store_true", help="E->H projection = I (needs E = H)")
     parser.add_argument("--mapping-std", type=float, default=0.0, help="E->H projection init std (0: BERT's)")
     parser.add_argument("--config", default="{}", help='JSON overrides, e.g. {"share": "none"}')
     args = parser.parse_args()
@@ -85,6 +86,10 @@ def main() -> None:
         with torch.no_grad():
             weight = model.albert.encoder.embedding_hidden_mapping_in.weight
             torch.nn.init.normal_(weight, std=args.mapping_std)
+    if args.mapping_identity:
+        with torch.no_grad():
+            mapping = model.albert.encoder.embedding_hidden_mapping_in
+            mapping.weight.copy_(torch.eye(*mapping.weight.shape))
     if args.untie:
         embeddings = model.albert.embeddings
         embeddings.word_embeddings = UntiedWordEmbeddings(embeddings.word_embeddings)
