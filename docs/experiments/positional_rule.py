@@ -69,6 +69,10 @@ def main() -> None:
     parser.add_argument("--untie", action="store_true", help="a separate MLM decoder matrix")
     parser.add_argument("--mapping-identity", action="store_true", help="E->H projection = I (needs E = H)")
     parser.add_argument("--mapping-std", type=float, default=0.0, help="E->H projection init std (0: BERT's)")
+    parser.add_argument(
+        "--no-token-type", action="store_true", help="zero and freeze the token-type embedding"
+    )
+    parser.add_argument("--explicit-attention", action="store_true", help="softmax(QK^T)V instead of SDPA")
     parser.add_argument("--config", default="{}", help='JSON overrides, e.g. {"share": "none"}')
     args = parser.parse_args()
 
@@ -90,6 +94,10 @@ def main() -> None:
         with torch.no_grad():
             mapping = model.albert.encoder.embedding_hidden_mapping_in
             mapping.weight.copy_(torch.eye(*mapping.weight.shape))
+    if args.no_token_type:
+        types = model.albert.embeddings.token_type_embeddings.weight
+        types.data.zero_()
+        types.requires_grad_(False)
     if args.untie:
         embeddings = model.albert.embeddings
         embeddings.word_embeddings = UntiedWordEmbeddings(embeddings.word_embeddings)
@@ -97,7 +105,7 @@ def main() -> None:
     start = time.time()
     for step in range(1, args.steps + 1):
         batch = make_batch(args.vocab, args.length, args.batch_size)
-        out = model(**batch, sparse_prediction=True)
+        out = model(**batch, sparse_prediction=True, output_attentions=args.explicit_attention)
         optimizer.zero_grad()
         out.mlm_loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
