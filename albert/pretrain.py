@@ -306,12 +306,12 @@ def evaluate_pretraining(
     sequences (a seeded sample, masked as in epoch 0). Used by ``albert evaluate --data DIR``."""
     from albert.tokenization import SPM_FILE, VOCAB_FILE
 
+    _check_has_mlm_head(model)  # before loading any data: a config read is enough to refuse
     # a checkpoint carries its tokenizer: then the data must have been built with it
     carries_tokenizer = any((Path(model) / name).is_file() for name in (SPM_FILE, VOCAB_FILE))
     dataset = _load_dataset(str(data), str(model) if carries_tokenizer else None)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(0)
-    _check_has_mlm_head(model)
     network = AlbertForPreTraining.from_pretrained(model).eval()
     chosen = np.sort(np.random.default_rng(0).permutation(len(dataset))[:max_sequences]).tolist()
     batches = (

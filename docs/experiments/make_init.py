@@ -20,14 +20,26 @@ from albert.modeling import AlbertForPreTraining  # noqa: E402
 from albert.tokenization import AlbertTokenizer  # noqa: E402
 
 
-def sinusoidal(rows: int, width: int) -> torch.Tensor:
-    """Vaswani et al.'s table: shifting a position is a rotation of each frequency pair."""
-    position = torch.arange(rows).float()[:, None]
-    frequency = torch.exp(-math.log(10000.0) * torch.arange(0, width, 2).float() / width)
-    table = torch.zeros(rows, width)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency)
+def sinusoid_table(rows: int, omega: torch.Tensor) -> torch.Tensor:
+    """Rows of (sin, cos) pairs at frequencies `omega`, unit std: shifting a position by k rotates
+    each pair by k * omega."""
+    angle = torch.arange(rows).float()[:, None] * omega
+    table = torch.zeros(rows, 2 * len(omega))
+    table[:, 0::2] = torch.sin(angle)
+    table[:, 1::2] = torch.cos(angle)
     return table / table.std()
+
+
+def transformer_frequencies(width: int) -> torch.Tensor:
+    """Vaswani et al.'s frequencies: 10000^(-2i/width), all at most 1 radian per position."""
+    return torch.exp(-math.log(10000.0) * torch.arange(0, width, 2).float() / width)
+
+
+def offset_frequencies(width: int) -> torch.Tensor:
+    """Frequencies spread linearly over (0, pi): sums of their sinusoids peak sharply at one
+    offset, which the transformer's frequencies cannot do."""
+    pairs = width // 2
+    return math.pi * (torch.arange(pairs).float() + 0.5) / pairs
 
 
 def mimetic_query_key(attention: torch.nn.Module, heads: int, beta: float) -> None:
@@ -42,18 +54,6 @@ def mimetic_query_key(attention: torch.nn.Module, heads: int, beta: float) -> No
         attention.key.weight[rows] = (vh[:width].T * s[:width].sqrt()).T
 
 
-def offset_table(rows: int, width: int) -> torch.Tensor:
-    """Sinusoids with frequencies spread linearly over (0, pi): sums of them peak sharply at one
-    offset, which base-10000 frequencies (all at most 1 radian per position) cannot do."""
-    pairs = width // 2
-    omega = math.pi * (torch.arange(pairs).float() + 0.5) / pairs
-    angle = torch.arange(rows).float()[:, None] * omega
-    table = torch.zeros(rows, width)
-    table[:, 0::2] = torch.sin(angle)
-    table[:, 1::2] = torch.cos(angle)
-    return table / table.std()
-
-
 def local_attention(model: AlbertForPreTraining, offsets: list[int], position_std: float) -> None:
     """Heads that attend to a fixed relative offset from step 0 (ConViT-style locality, for
     text): with an offset table, shifting position j by k rotates each frequency pair by k*omega,
@@ -62,13 +62,14 @@ def local_attention(model: AlbertForPreTraining, offsets: list[int], position_st
     config = model.config
     width, hidden, heads = config.embedding_size, config.hidden_size, config.num_attention_heads
     head_width, pairs = hidden // heads, width // 2
-    omega = math.pi * (torch.arange(pairs).float() + 0.5) / pairs
+    omega = offset_frequencies(width)
     positions = model.albert.embeddings.position_embeddings.weight
-    positions.copy_(offset_table(*positions.shape) * position_std)
+    positions.copy_(sinusoid_table(positions.shape[0], omega) * position_std)
     q, _ = torch.linalg.qr(torch.randn(hidden, width))  # orthonormal columns
     scale = math.sqrt(hidden / width)
     model.albert.encoder.embedding_hidden_mapping_in.weight.copy_(q * scale)
     attention = model.albert.encoder.albert_layer_groups[0].albert_layers[0].attention
+    to_e = q.T / scale  # H -> E, undoing the projection
     stride = max(1, pairs // (head_width // 2))
     for head in range(heads):
         chosen = [(head + stride * m) % pairs for m in range(head_width // 2)]
@@ -80,7 +81,6 @@ def local_attention(model: AlbertForPreTraining, offsets: list[int], position_st
             c, s = math.cos(k * omega[f]), math.sin(k * omega[f])
             rotate[2 * m : 2 * m + 2, 2 * m : 2 * m + 2] = torch.tensor([[c, s], [-s, c]])
         rows = slice(head * head_width, (head + 1) * head_width)
-        to_e = q.T / scale  # H -> E, undoing the projection
         attention.query.weight[rows] = select @ to_e
         attention.key.weight[rows] = rotate @ select @ to_e
 
@@ -125,7 +125,8 @@ def main() -> None:
     attention = model.albert.encoder.albert_layer_groups[0].albert_layers[0].attention
     with torch.no_grad():
         if args.position == "sinusoidal":
-            positions.copy_(sinusoidal(*positions.shape) * args.position_std)
+            rows, width = positions.shape
+            positions.copy_(sinusoid_table(rows, transformer_frequencies(width)) * args.position_std)
         else:
             torch.nn.init.normal_(positions, std=args.position_std)
         torch.nn.init.normal_(model.albert.embeddings.word_embeddings.weight, std=args.word_std)
