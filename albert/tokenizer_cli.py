@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="sample at most N sentences (bounds memory; 0 = all); default: 2000000",
     )
+    train.add_argument(
+        "--max-piece-length",
+        type=int,
+        default=16,
+        metavar="N",
+        help="longest piece in characters; 1 = character-level (Chinese BERT's vocabulary); default: 16",
+    )
     train.add_argument("--seed", type=int, default=12345, help="sampling seed; default: 12345")
     train.add_argument(
         "--cased", action="store_true", help="keep upper case (default: lower-case like ALBERT)"
@@ -67,6 +74,7 @@ def _train(args: argparse.Namespace) -> int:
         do_lower_case=not args.cased,
         keep_accents=args.keep_accents,
         num_threads=args.threads,
+        max_piece_length=args.max_piece_length,
     )
     print(f"wrote tokenizer ({args.vocab_size} pieces) to {output}")
     return 0

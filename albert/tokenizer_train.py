@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 ALBERT_CONTROL_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
 MODEL_TYPES = ("unigram", "bpe")
+DEFAULT_PIECE_LENGTH, MAX_PIECE_LENGTH = 16, 512  # SentencePiece's default and ceiling (characters)
 MAX_SENTENCE_BYTES = 1 << 14  # SentencePiece's default (4 KiB) drops most Chinese paragraphs
 
 
@@ -72,6 +73,7 @@ def _check_arguments(
     model_type: str,
     character_coverage: float,
     input_sentence_size: int,
+    max_piece_length: int = DEFAULT_PIECE_LENGTH,
 ) -> None:
     if not paths:
         raise AlbertError("no input files given; pass at least one text file (plain or .gz)")
@@ -87,6 +89,10 @@ def _check_arguments(
         raise AlbertError(f"character_coverage must be in (0, 1], not {character_coverage}")
     if input_sentence_size < 0:
         raise AlbertError(f"input_sentence_size must be >= 0 (0 = use all), not {input_sentence_size}")
+    if not 1 <= max_piece_length <= MAX_PIECE_LENGTH:
+        raise AlbertError(
+            f"max_piece_length must be in 1..{MAX_PIECE_LENGTH} (1 = one character per piece), not {max_piece_length}"
+        )
 
 
 def train_tokenizer(
@@ -102,18 +108,23 @@ def train_tokenizer(
     keep_accents: bool = False,
     user_defined_symbols: Sequence[str] = (),
     num_threads: int | None = None,
+    max_piece_length: int = DEFAULT_PIECE_LENGTH,
 ) -> Path:
     """Train ``spiece.model`` on `inputs` and write a tokenizer directory; return its path.
 
     The directory holds ``spiece.model``, ``tokenizer_config.json`` and
     ``special_tokens_map.json``, loadable by `AlbertTokenizer.from_pretrained` here and by
     transformers' ``AlbertTokenizer.from_pretrained``. `seed` fixes SentencePiece's sentence
-    sampling; with ``num_threads=1`` training is reproducible bit for bit.
+    sampling; with ``num_threads=1`` training is reproducible bit for bit. `max_piece_length`
+    caps a piece's characters: 1 gives Chinese BERT's character-level vocabulary, so pretraining
+    sees Chinese text in the same single-character pieces that character-level NER data is
+    encoded in (with the default, most characters hide inside multi-character pieces). With 1 the
+    vocabulary is the training text's characters, so `vocab_size` is then an upper bound.
     """
     import sentencepiece as spm  # training-only dependency; loading needs no sentencepiece
 
     paths = [Path(p) for p in inputs]
-    _check_arguments(paths, vocab_size, model_type, character_coverage, input_sentence_size)
+    _check_arguments(paths, vocab_size, model_type, character_coverage, input_sentence_size, max_piece_length)
     normalizer = albert_normalizer(do_lower_case, keep_accents)
     stats = _ReadStats()
     sentences = (normalizer.normalize_str(line) for line in _lines(paths, stats))
@@ -129,6 +140,8 @@ def train_tokenizer(
             input_sentence_size=input_sentence_size,
             shuffle_input_sentence=True,
             max_sentence_length=MAX_SENTENCE_BYTES,
+            max_sentencepiece_length=max_piece_length,
+            hard_vocab_limit=max_piece_length > 1,
             pad_id=0,
             unk_id=1,
             bos_id=-1,

@@ -90,6 +90,42 @@ def test_bpe_and_cased_training(small_corpus: Path, tmp_path: Path, english: lis
         assert tok.encode(text, add_special_tokens=False) == processor.encode(text), text
 
 
+def test_character_level_vocabulary(shared_data: Path, tmp_path: Path) -> None:
+    """max_piece_length=1: every piece is one character (Chinese BERT's vocabulary), so running text
+    and character-per-line NER data meet the same pieces; vocab_size is then an upper bound."""
+    transformers = pytest.importorskip("transformers")
+    lines = read_lines(shared_data / "pretrain/zh/peoples_daily_199801.txt", 200)
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join(lines), encoding="utf-8")
+    folder = train_tokenizer([corpus], 50_000, tmp_path / "chars", max_piece_length=1, num_threads=1)
+    model = SentencePieceModel.from_bytes((folder / "spiece.model").read_bytes())
+    characters = {c for line in lines for c in line.lower() if not c.isspace()}
+    assert len(model.pieces) < 50_000 and len(model.pieces) <= len(characters) + 10
+    assert all(len(piece.replace("▁", "")) <= 1 for piece in model.pieces[5:])  # after the specials
+    ours, theirs = (
+        AlbertTokenizer.from_pretrained(folder),
+        transformers.AlbertTokenizer.from_pretrained(folder),
+    )
+    text = lines[3]
+    assert ours.tokenize("中国人民银行") == ["▁", "中", "国", "人", "民", "银", "行"]
+    assert ours(lines[:20])["input_ids"] == theirs(lines[:20])["input_ids"]
+    assert len(ours.tokenize(text)) == len(text.replace(" ", "")) + 1
+    argv = [
+        "tokenizer",
+        "train",
+        "--input",
+        str(corpus),
+        "--vocab-size",
+        "50000",
+        "--output",
+        str(tmp_path / "cli"),
+    ]
+    assert main([*argv, "--max-piece-length", "1", "--threads", "1"]) == 0
+    assert (tmp_path / "cli/spiece.model").read_bytes() == (folder / "spiece.model").read_bytes()
+    default = train_tokenizer([corpus], 2_000, tmp_path / "pieces", num_threads=1)
+    assert any(len(p.replace("▁", "")) > 1 for p in AlbertTokenizer.from_pretrained(default).get_vocab())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -100,6 +136,7 @@ def test_bpe_and_cased_training(small_corpus: Path, tmp_path: Path, english: lis
         ({"vocab_size": 100}, "raise --vocab-size"),
         ({"model_type": "word"}, "model_type must be"),
         ({"character_coverage": 1.5}, "character_coverage"),
+        ({"max_piece_length": 0}, "max_piece_length must be in 1..512"),
     ],
 )
 def test_user_errors(small_corpus: Path, tmp_path: Path, kwargs: dict, message: str) -> None:

@@ -8,6 +8,7 @@ plateau probes of docs/results.md: `albert pretrain --model OUT` then trains it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -114,12 +115,15 @@ def main() -> None:
     parser.add_argument("--mimetic-beta", type=float, default=0.0, help="0: BERT's init for Q/K")
     parser.add_argument("--local-offsets", default="", help="e.g. -1,1,-2,2: offset heads")
     parser.add_argument("--mapping-std", type=float, default=0.02, help="std of the E->H projection")
+    parser.add_argument("--mapping-identity", action="store_true", help="E->H projection = I (needs E = H)")
+    parser.add_argument("--zero-token-type", action="store_true", help="start the segment rows at zero")
+    parser.add_argument("--config", default="{}", help='JSON overrides, e.g. {"hidden_size": 128}')
     args = parser.parse_args()
 
     torch.manual_seed(0)
     tokenizer = AlbertTokenizer.from_pretrained(args.tokenizer)
     model = AlbertForPreTraining.from_preset(
-        "albert-tiny", vocab_size=len(tokenizer), num_attention_heads=args.heads
+        "albert-tiny", vocab_size=len(tokenizer), num_attention_heads=args.heads, **json.loads(args.config)
     )
     positions = model.albert.embeddings.position_embeddings.weight
     attention = model.albert.encoder.albert_layer_groups[0].albert_layers[0].attention
@@ -131,6 +135,11 @@ def main() -> None:
             torch.nn.init.normal_(positions, std=args.position_std)
         torch.nn.init.normal_(model.albert.embeddings.word_embeddings.weight, std=args.word_std)
         torch.nn.init.normal_(model.albert.encoder.embedding_hidden_mapping_in.weight, std=args.mapping_std)
+        if args.mapping_identity:
+            mapping = model.albert.encoder.embedding_hidden_mapping_in.weight
+            mapping.copy_(torch.eye(*mapping.shape))
+        if args.zero_token_type:
+            model.albert.embeddings.token_type_embeddings.weight.zero_()
         if args.local_offsets:
             local_attention(model, [int(k) for k in args.local_offsets.split(",")], args.position_std)
         if args.mimetic_beta:

@@ -20,12 +20,13 @@ from positional_rule import FIRST_ID, make_batch  # noqa: E402
 
 
 class PlainMaskedLM(nn.Module):
-    def __init__(self, vocab: int, length: int, width: int, args: argparse.Namespace) -> None:
+    def __init__(self, vocab: int, length: int, args: argparse.Namespace) -> None:
         super().__init__()
         self.args = args
+        width = args.width
         self.words = nn.Embedding(vocab, width)
         self.positions = nn.Embedding(length, width)
-        layer = nn.TransformerEncoderLayer(width, 4, 4 * width, 0.0, batch_first=True)
+        layer = nn.TransformerEncoderLayer(width, args.heads, args.ffn or 4 * width, 0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, args.layers, enable_nested_tensor=False)
         self.embedding_norm = nn.LayerNorm(width)
         self.transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width))
@@ -37,11 +38,12 @@ class PlainMaskedLM(nn.Module):
                 elif args.zero_bias and name.endswith("bias") and "norm" not in name:
                     nn.init.zeros_(parameter)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.words(ids) + self.positions.weight[None, : ids.shape[1]]
         if self.args.embedding_ln:
             hidden = self.embedding_norm(hidden)
-        hidden = self.encoder(hidden)
+        padding = None if attention_mask is None else attention_mask == 0
+        hidden = self.encoder(hidden, src_key_padding_mask=padding)
         if self.args.transform:
             hidden = self.transform(hidden)
         if self.args.tie:
@@ -58,11 +60,14 @@ def main() -> None:
     parser.add_argument("--zero-bias", action="store_true", help="with --init bert: zero the biases too")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--ffn", type=int, default=0, help="FFN width (0: 4 x width)")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     vocab, length, batch_size = 200, 32, 64
-    model = PlainMaskedLM(vocab + FIRST_ID, length, 128, args)
+    model = PlainMaskedLM(vocab + FIRST_ID, length, args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     start = time.time()
     for step in range(1, args.steps + 1):

@@ -56,6 +56,18 @@ class UntiedWordEmbeddings(torch.nn.Module):
         return self.inputs(ids)
 
 
+def embedding_report(model: AlbertForPreTraining) -> str:
+    """Norms of the shared (mean) and the distinguishing parts of the word and position rows: a growing
+    shared part is the same for every token, so the embedding LayerNorm lets it drown the rest."""
+    embeddings = model.albert.embeddings
+    words = embeddings.word_embeddings(torch.arange(FIRST_ID, embeddings.word_embeddings.weight.shape[0]))
+    parts = []
+    for name, rows in (("word", words), ("pos", embeddings.position_embeddings.weight[:32])):
+        mean = rows.mean(0)
+        parts.append(f"{name} mean {mean.norm():.2f} spread {(rows - mean).norm(dim=1).mean():.2f}")
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=200)
@@ -72,7 +84,12 @@ def main() -> None:
     parser.add_argument(
         "--no-token-type", action="store_true", help="zero and freeze the token-type embedding"
     )
+    parser.add_argument("--zero-token-type", action="store_true", help="start the token-type rows at zero")
     parser.add_argument("--explicit-attention", action="store_true", help="softmax(QK^T)V instead of SDPA")
+    parser.add_argument(
+        "--head-std", type=float, default=0.0, help="MLM transform dense init std (0: BERT's)"
+    )
+    parser.add_argument("--head-identity", action="store_true", help="MLM transform dense = I (needs E = H)")
     parser.add_argument("--config", default="{}", help='JSON overrides, e.g. {"share": "none"}')
     args = parser.parse_args()
 
@@ -94,6 +111,15 @@ def main() -> None:
         with torch.no_grad():
             mapping = model.albert.encoder.embedding_hidden_mapping_in
             mapping.weight.copy_(torch.eye(*mapping.weight.shape))
+    head = model.predictions.dense
+    if args.head_std:
+        with torch.no_grad():
+            torch.nn.init.normal_(head.weight, std=args.head_std)
+    if args.head_identity:
+        with torch.no_grad():
+            head.weight.copy_(torch.eye(*head.weight.shape))
+    if args.zero_token_type:
+        model.albert.embeddings.token_type_embeddings.weight.data.zero_()
     if args.no_token_type:
         types = model.albert.embeddings.token_type_embeddings.weight
         types.data.zero_()
@@ -114,7 +140,8 @@ def main() -> None:
             targets = batch["labels"][batch["labels"] != -100]
             accuracy = (out.prediction_logits.argmax(-1) == targets).float().mean().item()
             print(
-                f"step {step} loss {out.mlm_loss.item():.3f} accuracy {accuracy:.3f} ({time.time() - start:.0f} s)",
+                f"step {step} loss {out.mlm_loss.item():.3f} accuracy {accuracy:.3f} ({time.time() - start:.0f} s)"
+                f" | {embedding_report(model)}",
                 flush=True,
             )
 
