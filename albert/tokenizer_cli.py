@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from albert.tokenization import AlbertTokenizer
     from albert.tokenizer_train import train_tokenizer
 
     output = train_tokenizer(
@@ -76,5 +77,6 @@ def _train(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         max_piece_length=args.max_piece_length,
     )
-    print(f"wrote tokenizer ({args.vocab_size} pieces) to {output}")
+    pieces = len(AlbertTokenizer.from_pretrained(output))  # below --vocab-size when character-level
+    print(f"wrote tokenizer ({pieces} pieces) to {output}")
     return 0

@@ -90,7 +90,7 @@ def test_bpe_and_cased_training(small_corpus: Path, tmp_path: Path, english: lis
         assert tok.encode(text, add_special_tokens=False) == processor.encode(text), text
 
 
-def test_character_level_vocabulary(shared_data: Path, tmp_path: Path) -> None:
+def test_character_level_vocabulary(shared_data: Path, tmp_path: Path, capsys) -> None:
     """max_piece_length=1: every piece is one character (Chinese BERT's vocabulary), so running text
     and character-per-line NER data meet the same pieces; vocab_size is then an upper bound."""
     transformers = pytest.importorskip("transformers")
@@ -121,6 +121,7 @@ def test_character_level_vocabulary(shared_data: Path, tmp_path: Path) -> None:
         str(tmp_path / "cli"),
     ]
     assert main([*argv, "--max-piece-length", "1", "--threads", "1"]) == 0
+    assert f"({len(model.pieces)} pieces)" in capsys.readouterr().out
     assert (tmp_path / "cli/spiece.model").read_bytes() == (folder / "spiece.model").read_bytes()
     default = train_tokenizer([corpus], 2_000, tmp_path / "pieces", num_threads=1)
     assert any(len(p.replace("▁", "")) > 1 for p in AlbertTokenizer.from_pretrained(default).get_vocab())
