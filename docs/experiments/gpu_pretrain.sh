@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 6's next step, prepared for a session that is lent a GPU: the recorded `albert-tiny` recipe
-# with ~20x the CPU hour's tokens, English and Chinese, then copies the final checkpoints to $OUT
+# with ~17x the CPU hour's tokens, English and Chinese, then copies the final checkpoints to $OUT
 # for the CPU fine-tunes of docs/results.md. Needs the tokenizers and data directories built as in
 # "Exact commands" (carry them: runs/tok-en-8k runs/data-en-128 runs/tok-zh-8k runs/data-zh-128).
 #
