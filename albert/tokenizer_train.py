@@ -73,7 +73,7 @@ def _check_arguments(
     model_type: str,
     character_coverage: float,
     input_sentence_size: int,
-    max_piece_length: int = DEFAULT_PIECE_LENGTH,
+    max_piece_length: int,
 ) -> None:
     if not paths:
         raise AlbertError("no input files given; pass at least one text file (plain or .gz)")

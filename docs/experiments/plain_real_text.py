@@ -19,30 +19,20 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's albert package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from plain_transformer_rule import PlainMaskedLM  # noqa: E402
+from plain_transformer_rule import PlainMaskedLM, add_model_arguments, masked_logits_and_loss  # noqa: E402
 
 from albert.pretrain import _load_dataset, shuffle_word_order  # noqa: E402
 
 
 def masked_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    chosen = batch["labels"] != -100
-    logits = model(batch["input_ids"], batch["attention_mask"])[chosen]
-    return nn.functional.cross_entropy(logits, batch["labels"][chosen])
+    return masked_logits_and_loss(model, batch)[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="runs/data-en-128")
     parser.add_argument("--tokenizer", default="runs/tok-en-8k")
-    parser.add_argument("--init", choices=["bert", "pytorch"], default="bert")
-    parser.add_argument("--tie", action="store_true")
-    parser.add_argument("--embedding-ln", action="store_true")
-    parser.add_argument("--transform", action="store_true")
-    parser.add_argument("--zero-bias", action="store_true")
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn", type=int, default=0)
+    add_model_arguments(parser, layers=4)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -55,13 +45,12 @@ def main() -> None:
     specials = torch.tensor([tokenizer["cls_token_id"], tokenizer["sep_token_id"]])
     order = np.random.default_rng(0).permutation(len(dataset))
     held, train = order[:320], order[320:]
-    length = dataset.collate([dataset[0]])["input_ids"].shape[1]
     model = PlainMaskedLM(tokenizer["vocab_size"], 512, args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 100))
     held_batches = [dataset.collate([dataset[int(i)] for i in held[k : k + 32]]) for k in range(0, 320, 32)]
     start = time.time()
-    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, length {length}", flush=True)
+    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters", flush=True)
     for step in range(1, args.steps + 1):
         chosen = train[np.random.default_rng(step).integers(0, len(train), args.batch_size)]
         loss = masked_loss(model, dataset.collate([dataset[int(i)] for i in chosen]))

@@ -51,18 +51,32 @@ class PlainMaskedLM(nn.Module):
         return self.output(hidden)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(parser: argparse.ArgumentParser, layers: int) -> None:
+    """The plain model's options, shared with plain_real_text.py."""
     parser.add_argument("--init", choices=["bert", "pytorch"], default="bert")
     parser.add_argument("--tie", action="store_true", help="output layer = input embeddings")
     parser.add_argument("--embedding-ln", action="store_true")
     parser.add_argument("--transform", action="store_true", help="BERT's dense-GELU-LayerNorm MLM transform")
     parser.add_argument("--zero-bias", action="store_true", help="with --init bert: zero the biases too")
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--layers", type=int, default=layers)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ffn", type=int, default=0, help="FFN width (0: 4 x width)")
+
+
+def masked_logits_and_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at the masked positions and their cross-entropy."""
+    chosen = batch["labels"] != -100
+    logits = model(batch["input_ids"], batch.get("attention_mask"))[chosen]
+    return logits, nn.functional.cross_entropy(logits, batch["labels"][chosen])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser, layers=2)
+    parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -72,15 +86,13 @@ def main() -> None:
     start = time.time()
     for step in range(1, args.steps + 1):
         batch = make_batch(vocab, length, batch_size)
-        chosen = batch["labels"] != -100
-        logits = model(batch["input_ids"])[chosen]
-        loss = nn.functional.cross_entropy(logits, batch["labels"][chosen])
+        logits, loss = masked_logits_and_loss(model, batch)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         if step % 100 == 0:
-            accuracy = (logits.argmax(-1) == batch["labels"][chosen]).float().mean().item()
+            accuracy = (logits.argmax(-1) == batch["labels"][batch["labels"] != -100]).float().mean().item()
             print(
                 f"step {step} loss {loss.item():.3f} accuracy {accuracy:.3f} ({time.time() - start:.0f} s)",
                 flush=True,

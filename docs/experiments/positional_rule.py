@@ -97,35 +97,29 @@ def main() -> None:
     model = AlbertForPreTraining.from_preset(
         "albert-tiny", vocab_size=args.vocab + FIRST_ID, **json.loads(args.config)
     )
-    if args.local_offsets:
-        with torch.no_grad():
+    embeddings, mapping, head = (
+        model.albert.embeddings,
+        model.albert.encoder.embedding_hidden_mapping_in,
+        model.predictions.dense,
+    )
+    with torch.no_grad():
+        if args.local_offsets:
             local_attention(model, [int(k) for k in args.local_offsets.split(",")], args.position_std)
-    if args.word_std:
-        with torch.no_grad():
-            torch.nn.init.normal_(model.albert.embeddings.word_embeddings.weight, std=args.word_std)
-    if args.mapping_std:
-        with torch.no_grad():
-            weight = model.albert.encoder.embedding_hidden_mapping_in.weight
-            torch.nn.init.normal_(weight, std=args.mapping_std)
-    if args.mapping_identity:
-        with torch.no_grad():
-            mapping = model.albert.encoder.embedding_hidden_mapping_in
+        if args.word_std:
+            torch.nn.init.normal_(embeddings.word_embeddings.weight, std=args.word_std)
+        if args.mapping_std:
+            torch.nn.init.normal_(mapping.weight, std=args.mapping_std)
+        if args.mapping_identity:
             mapping.weight.copy_(torch.eye(*mapping.weight.shape))
-    head = model.predictions.dense
-    if args.head_std:
-        with torch.no_grad():
+        if args.head_std:
             torch.nn.init.normal_(head.weight, std=args.head_std)
-    if args.head_identity:
-        with torch.no_grad():
+        if args.head_identity:
             head.weight.copy_(torch.eye(*head.weight.shape))
-    if args.zero_token_type:
-        model.albert.embeddings.token_type_embeddings.weight.data.zero_()
+        if args.zero_token_type or args.no_token_type:
+            embeddings.token_type_embeddings.weight.zero_()
     if args.no_token_type:
-        types = model.albert.embeddings.token_type_embeddings.weight
-        types.data.zero_()
-        types.requires_grad_(False)
+        embeddings.token_type_embeddings.weight.requires_grad_(False)
     if args.untie:
-        embeddings = model.albert.embeddings
         embeddings.word_embeddings = UntiedWordEmbeddings(embeddings.word_embeddings)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
     start = time.time()
