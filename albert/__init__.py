@@ -24,8 +24,8 @@ _EXPORTS: dict[str, str] = {
     "AlbertForQuestionAnswering": "albert.modeling",
     "AlbertForMultipleChoice": "albert.modeling",
     "AlbertTokenizer": "albert.tokenization",
-    "pipeline": "albert.pipeline",
-    "quantize": "albert.quantize",
+    "pipeline": "albert.pipelines",
+    "quantize": "albert.quantization",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,9 +1,9 @@
 """Reading and writing model directories in the Hugging Face layout.
 
 A directory holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, possibly
-sharded with an `*.index.json`). Everything here is local: a name that is not a directory is
-looked up in the local Hugging Face cache, never on the network. Pickles are read with
-`weights_only=True`, so a checkpoint can never run code.
+sharded with an `*.index.json`). Which directory a name or path means is `albert.hub.resolve`'s
+rule (never the network). Pickles are read with `weights_only=True`, so a checkpoint can never
+run code.
 
 Real checkpoints differ in small ways that must not stop a load (no SOP head, tied decoder
 weights present or absent, stray `position_ids` buffers, base-model weights in a head class or
@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from albert.config import CONFIG_NAME, PRESETS, AlbertConfig
+from albert.config import CONFIG_NAME, AlbertConfig
 from albert.errors import AlbertError
+from albert.hub import ModelSpec, resolve, weights_directory
 
 if TYPE_CHECKING:
     from albert.modeling import AlbertPreTrainedModel
@@ -45,72 +47,10 @@ def warn_once(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# finding the directory
-
-
-def hf_cache_dirs() -> list[Path]:
-    """The hub cache locations transformers would use (HF_HUB_CACHE, HF_HOME/hub, default)."""
-    dirs = []
-    if os.environ.get("HF_HUB_CACHE"):
-        dirs.append(Path(os.environ["HF_HUB_CACHE"]))
-    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
-        dirs.append(Path(os.environ["HUGGINGFACE_HUB_CACHE"]))
-    home = Path(
-        os.environ.get(
-            "HF_HOME", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
-        )
-    )
-    dirs.append(home / "hub")
-    return dirs
-
-
-def _cached_snapshot(repo_id: str) -> Path | None:
-    candidates = [repo_id] if "/" in repo_id else [repo_id, f"albert/{repo_id}"]
-    for cache in hf_cache_dirs():
-        for candidate in candidates:
-            repo = cache / ("models--" + candidate.replace("/", "--"))
-            if not repo.is_dir():
-                continue
-            ref = repo / "refs" / "main"
-            if ref.is_file():
-                snapshot = repo / "snapshots" / ref.read_text().strip()
-                if snapshot.is_dir():
-                    return snapshot
-            snapshots = sorted((repo / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
-            if snapshots:
-                return snapshots[-1]
-    return None
-
-
-def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
-    """A local directory, or the snapshot of a hub name in the local cache; never downloads."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise AlbertError(f"{path} is a file; pass the model directory that contains it")
-    name = str(name_or_path)
-    looks_like_repo = name.count("/") <= 1 and not name.startswith((".", "/", "~")) and name.strip()
-    snapshot = _cached_snapshot(name) if looks_like_repo else None
-    if snapshot is not None:
-        return snapshot
-    hint = (
-        f"no directory {name!r} and no local Hugging Face cache entry for it (looked in "
-        f"{', '.join(str(d) for d in hf_cache_dirs())}); nothing is downloaded at run time: on a machine with "
-        f"internet access run `huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass DIR"
-    )
-    if name in PRESETS:
-        hint += f" (for a randomly initialised model use Model.from_preset({name!r}))"
-    raise AlbertError(hint)
-
-
-# ----------------------------------------------------------------------------------------
 # reading weights
 
 
 def _read_safetensors(file: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(file))
     except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
@@ -194,9 +134,45 @@ def _is_optional(key: str) -> bool:
     return key.startswith(HEAD_PREFIXES) or bare.startswith("pooler.")
 
 
+# config fields that a tensor's shape fixes: key suffix -> field per dimension (None: another's)
+_SIZED_BY = {
+    "embeddings.word_embeddings.weight": ("vocab_size", "embedding_size"),
+    "embeddings.position_embeddings.weight": ("max_position_embeddings", None),
+    "embeddings.token_type_embeddings.weight": ("type_vocab_size", None),
+    "encoder.embedding_hidden_mapping_in.weight": ("hidden_size", None),
+    ".ffn.weight": ("intermediate_size", None),
+}
+
+
+def sizes_of_weights(state: dict[str, Tensor]) -> dict[str, int]:
+    """The config sizes a checkpoint's tensors were made with (those their shapes reveal)."""
+    sizes: dict[str, int] = {}
+    for key, tensor in state.items():
+        for suffix, names in _SIZED_BY.items():
+            if key.endswith(suffix) and tensor.dim() == len(names):
+                sizes.update((name, int(n)) for name, n in zip(names, tensor.shape, strict=True) if name)
+    return sizes
+
+
+def _check_sizes(config: AlbertConfig, state: dict[str, Tensor], source: str) -> None:
+    """One line with the cause and the fix when the config's sizes are not the weights' (a wrong
+    or edited config.json), instead of a list of every mis-shaped tensor. A vocabulary that
+    alone differs is left to `fit_state_dict`, which words it as the tokenizer question it is."""
+    differ = {k: v for k, v in sizes_of_weights(state).items() if getattr(config, k) != v}
+    if not set(differ) - {"vocab_size"}:
+        return
+    weights = ", ".join(f"{k}={v}" for k, v in differ.items())
+    configured = ", ".join(f"{k}={getattr(config, k)}" for k in differ)
+    raise AlbertError(
+        f"checkpoint {source} does not fit its config: the weights have {weights} but the config says "
+        f"{configured}; use the config.json saved with these weights (or set {weights} in it)"
+    )
+
+
 def fit_state_dict(model: AlbertPreTrainedModel, state: dict[str, Tensor], source: str) -> None:
     """Load `state` into `model` or raise one AlbertError naming every problem."""
     state = _normalise_keys(state, model)
+    _check_sizes(model.config, state, source)
     expected = model.state_dict()
     unexpected = [k for k in state if k not in expected and not _is_optional(k)]
     missing = [k for k in expected if k not in state]
@@ -245,11 +221,12 @@ def fit_state_dict(model: AlbertPreTrainedModel, state: dict[str, Tensor], sourc
 
 def load_model(
     cls: type[AlbertPreTrainedModel],
-    name_or_path: str | os.PathLike,
+    name_or_path: str | os.PathLike | ModelSpec,
     config: AlbertConfig | None = None,
     **config_overrides: Any,
 ) -> AlbertPreTrainedModel:
-    directory = resolve_model_dir(name_or_path)
+    """`cls` with the weights `name_or_path` names (a model directory or a cached hub name)."""
+    directory = weights_directory(name_or_path)
     if config is None:
         if not (directory / CONFIG_NAME).is_file():
             raise AlbertError(f"{directory} has no {CONFIG_NAME}; is this a model directory?")
@@ -261,16 +238,14 @@ def load_model(
 
 
 def build_model(
-    cls: type[AlbertPreTrainedModel], spec: str | os.PathLike, **config_overrides: Any
+    cls: type[AlbertPreTrainedModel], spec: str | os.PathLike | ModelSpec, **config_overrides: Any
 ) -> AlbertPreTrainedModel:
-    """What the CLI's `--model PRESET|DIR|config.json` means: a preset or a bare config gives
-    a freshly initialised model; a directory (or cached hub name) loads its weights."""
-    path = Path(spec)
-    if str(spec) in PRESETS and not path.exists():
-        return cls(AlbertConfig.from_preset(str(spec), **config_overrides))
-    if path.is_file() and path.suffix == ".json":
-        return cls(AlbertConfig.from_json_file(path, **config_overrides))
-    return load_model(cls, spec, **config_overrides)
+    """What the CLI's `--model` means (`albert.hub.resolve`): a preset or a bare config gives a
+    freshly initialised model; a directory (or cached hub name) loads its weights."""
+    resolved = resolve(spec)
+    if resolved.has_weights:
+        return load_model(cls, resolved, **config_overrides)
+    return cls(AlbertConfig.from_pretrained(resolved, **config_overrides))
 
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
@@ -291,11 +266,16 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
 
 def save_model(model: AlbertPreTrainedModel, directory: Path) -> None:
     """`config.json` + `model.safetensors`, loadable here and by transformers."""
-    from safetensors.torch import save_file
-
+    state = model.state_dict()
+    packed = [k for k, v in state.items() if not isinstance(v, Tensor) or v.is_quantized]
+    if packed:  # e.g. albert.quantize()'s int8 layers: not a float checkpoint anyone could load
+        raise AlbertError(
+            f"an int8 model cannot be saved as a checkpoint ({packed[0]} is a quantized weight); save the fp32 "
+            "model and call albert.quantize() after loading it, or export with `albert export --int8`"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     model.config.architectures = [type(model).__name__]
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     atomic_write(
         directory / SAFETENSORS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
     )

@@ -2,7 +2,8 @@
 
 Besides transformers' fields it has `share`, which selects what is shared across layers
 (the paper's Table 4): "all" (ALBERT), "attention", "ffn" or "none" (BERT when
-`embedding_size == hidden_size`). Named presets reproduce the published models.
+`embedding_size == hidden_size`). Named presets (`albert.hub.PRESETS`) reproduce the published
+models; what a name or path given to `from_pretrained` means is decided by `albert.hub.resolve`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from albert.errors import AlbertError
+from albert.hub import CONFIG_NAME, PRESETS, ModelSpec, resolve, unknown_preset
 
-CONFIG_NAME = "config.json"
 SHARE_MODES = ("all", "attention", "ffn", "none")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -59,10 +61,9 @@ class AlbertConfig:
         # transformers writes these; they carry no information we need (e.g. the TF
         # configs' net_structure_type, gap_size, down_scale_factor): accept and drop.
         self.ignored_keys = sorted(k for k in kwargs if k not in names and k != "label2id")
-        if "id2label" in kwargs:
-            self.id2label = {int(k): str(v) for k, v in kwargs["id2label"].items()}
-        elif "label2id" in kwargs:
-            self.id2label = {int(v): str(k) for k, v in kwargs["label2id"].items()}
+        self.id2label = _read_labels(kwargs, self.id2label)
+        if num_labels is not None and not _is_int(num_labels):
+            raise AlbertError(f"invalid ALBERT config: num_labels={num_labels!r} is not an integer")
         if num_labels is not None and num_labels != len(self.id2label):
             self.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
         self._validate()
@@ -90,7 +91,12 @@ class AlbertConfig:
         return self.hidden_size // self.num_attention_heads
 
     def _validate(self) -> None:
-        problems = []
+        problems = self._type_problems()
+        if problems:  # the checks below assume the types
+            raise AlbertError(
+                f"invalid ALBERT config: {'; '.join(problems)}; give each field a value of its type "
+                '(e.g. 312, not "312")'
+            )
         if self.share not in SHARE_MODES:
             problems.append(f"share={self.share!r} is not one of {', '.join(SHARE_MODES)}")
         if self.hidden_size % self.num_attention_heads:
@@ -110,6 +116,19 @@ class AlbertConfig:
                 problems.append(f"{name} must be positive")
         if problems:
             raise AlbertError("invalid ALBERT config: " + "; ".join(problems))
+
+    def _type_problems(self) -> list[str]:
+        """One entry per field whose value is not of its annotated type (e.g. "312" for an int)."""
+        problems = []
+        for f in dataclasses.fields(self):
+            annotation = str(f.type)
+            optional = annotation.endswith(" | None")
+            expected = _TYPES.get(annotation.removesuffix(" | None"))
+            value = getattr(self, f.name)
+            if expected is None or (optional and value is None) or expected[1](value):
+                continue
+            problems.append(f"{f.name}={value!r} is not {expected[0]}{' or null' if optional else ''}")
+        return problems
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -153,27 +172,28 @@ class AlbertConfig:
             raise AlbertError(f"{path} is not valid JSON ({e}); fix or regenerate the config") from None
         if not isinstance(data, dict):
             raise AlbertError(f"{path} must hold a JSON object of config fields")
-        return cls.from_dict(data, **overrides)
+        try:
+            return cls.from_dict(data, **overrides)
+        except AlbertError as e:
+            raise AlbertError(f"{path}: {e}") from None
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> AlbertConfig:
-        """Load from a directory (or `config.json`, a preset name, or a local HF cache entry)."""
-        path = Path(name_or_path)
-        if path.is_file():
-            return cls.from_json_file(path, **overrides)
-        if str(name_or_path) in PRESETS and not path.exists():
-            return cls.from_preset(str(name_or_path), **overrides)
-        from albert.checkpoint import resolve_model_dir
-
-        directory = resolve_model_dir(name_or_path)
-        if not (directory / CONFIG_NAME).is_file():
-            raise AlbertError(f"{directory} has no {CONFIG_NAME}; is this a model directory?")
-        return cls.from_json_file(directory / CONFIG_NAME, **overrides)
+    def from_pretrained(cls, spec: str | os.PathLike | ModelSpec, **overrides: Any) -> AlbertConfig:
+        """The config of any model spec: a model directory, a config.json, a hub name in the local
+        cache or a preset name, in the order `albert.hub.resolve` documents."""
+        resolved = resolve(spec)
+        if resolved.preset is not None:
+            return cls.from_preset(resolved.preset, **overrides)
+        path = resolved.config_path
+        assert path is not None
+        if not path.is_file():
+            raise AlbertError(f"{path.parent} has no {CONFIG_NAME}; is this a model directory?")
+        return cls.from_json_file(path, **overrides)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> AlbertConfig:
         if name not in PRESETS:
-            raise AlbertError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+            raise unknown_preset(name)
         return cls(**{**PRESETS[name], **overrides})
 
     def __repr__(self) -> str:
@@ -183,48 +203,32 @@ class AlbertConfig:
         return isinstance(other, AlbertConfig) and self.to_dict() == other.to_dict()
 
 
-def _albert(layers: int, hidden: int, heads: int, version: int, vocab: int = 30000) -> dict[str, Any]:
-    """The published ALBERT hyper-parameters: FFN = 4H, E = 128, vocab 30k, 512 positions."""
-    preset: dict[str, Any] = dict(
-        vocab_size=vocab,
-        embedding_size=128,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=4 * hidden,
-    )
-    xxlarge = hidden == 4096
-    if version == 1:
-        dropout = 0.0 if xxlarge else 0.1
-        preset.update(hidden_act="gelu", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
-    else:
-        preset.update(hidden_act="gelu_new", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return preset
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a size
 
 
-def _bert(layers: int, hidden: int, heads: int) -> dict[str, Any]:
-    """BERT as an unshared ALBERT with E = H (plus the E→H projection ALBERT always has)."""
-    return dict(
-        vocab_size=30522,
-        embedding_size=hidden,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=4 * hidden,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
-        share="none",
-    )
-
-
-_SIZES = {"base": (12, 768, 12), "large": (24, 1024, 16), "xlarge": (24, 2048, 16), "xxlarge": (12, 4096, 64)}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    f"albert-{size}-v{version}": _albert(*dims, version=version)
-    for version in (1, 2)
-    for size, dims in _SIZES.items()
+# annotation -> (what the error calls it, the check); `X | None` fields also take null
+_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "int": ("an integer", _is_int),
+    "float": ("a number", lambda v: isinstance(v, float) or _is_int(v)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "list[str]": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
 }
-PRESETS["albert-tiny"] = dict(_albert(4, 312, 12, version=2), intermediate_size=1248)
-PRESETS["bert-base"] = _bert(12, 768, 12)
-PRESETS["bert-large"] = _bert(24, 1024, 16)
+
+
+def _read_labels(fields: dict[str, Any], default: dict[int, str]) -> dict[int, str]:
+    """`id2label` from a config's `id2label` (or `label2id`), with JSON's string keys as ints."""
+    for name, reverse in (("id2label", False), ("label2id", True)):
+        if name not in fields:
+            continue
+        mapping = fields[name]
+        try:
+            pairs = [(v, k) if reverse else (k, v) for k, v in mapping.items()]
+            return {int(i): str(label) for i, label in pairs}
+        except (AttributeError, TypeError, ValueError):
+            raise AlbertError(
+                f"invalid ALBERT config: {name}={str(mapping)[:80]} is not a mapping between label ids "
+                "(integers) and label names"
+            ) from None
+    return default

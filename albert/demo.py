@@ -204,7 +204,7 @@ def _evaluate(model_dir: Path, dev: Path) -> tuple[dict[str, Any], str]:
 
 
 def _predict(model_dir: Path) -> tuple[list[Any], str]:
-    from albert.pipeline import pipeline
+    from albert.pipelines import pipeline
 
     classify = pipeline("text-classification", model=model_dir)
     results = classify(SAMPLE_TEXTS)
@@ -215,7 +215,7 @@ def _predict(model_dir: Path) -> tuple[list[Any], str]:
 
 def _export(model_dir: Path, output: Path) -> tuple[Path, str]:
     from albert.export import export_model_dir
-    from albert.pipeline import pipeline
+    from albert.pipelines import pipeline
 
     fp32 = export_model_dir(model_dir, output / "onnx")
     int8 = export_model_dir(model_dir, output / "onnx", int8=True)

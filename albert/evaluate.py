@@ -56,7 +56,7 @@ def evaluate(
         from albert.pretrain import evaluate_pretraining
 
         return evaluate_pretraining(model, data, batch_size=batch_size)
-    from albert.pipeline import load_model
+    from albert.pipelines import load_model
 
     name = resolve_task(model, task)
     loaded = load_model(name, model, tokenizer, runtime)

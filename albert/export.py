@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -41,7 +42,9 @@ from torch import Tensor, nn
 from albert.checkpoint import atomic_write
 from albert.config import CONFIG_NAME, AlbertConfig
 from albert.errors import AlbertError
+from albert.hub import weights_directory
 from albert.modeling import MODEL_CLASSES, AlbertPreTrainedModel
+from albert.tokenization import SPM_FILE, VOCAB_FILE, AlbertTokenizer
 
 logger = logging.getLogger("albert")
 
@@ -74,8 +77,6 @@ INSTALL_HINT = "pip install 'albert[export]'"
 
 def require(module: str) -> Any:
     """Import an optional export dependency or say how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -306,10 +307,8 @@ def model_class_for(config: AlbertConfig, task: str) -> type[AlbertPreTrainedMod
     return MODEL_CLASSES[TASKS[task]]
 
 
-def find_tokenizer(model_dir: Path, tokenizer_dir: Path | None, vocab_size: int) -> Any:
+def find_tokenizer(model_dir: Path, tokenizer_dir: Path | None, vocab_size: int) -> AlbertTokenizer | None:
     """The tokenizer to ship with the model (None if the model directory has none)."""
-    from albert.tokenization import SPM_FILE, VOCAB_FILE, AlbertTokenizer
-
     source = tokenizer_dir or model_dir
     if not ((source / SPM_FILE).is_file() or (source / VOCAB_FILE).is_file()):
         if tokenizer_dir is not None:
@@ -341,12 +340,7 @@ def export_model_dir(
 
     `output` is a .onnx file path, or a directory (then `model.onnx` / `model_int8.onnx` in it).
     """
-    from albert.checkpoint import resolve_model_dir
-
-    model_dir = Path(model_dir)
-    if not model_dir.exists():
-        raise AlbertError(f"model directory {model_dir} does not exist; pass a directory with config.json")
-    model_dir = resolve_model_dir(model_dir)
+    model_dir = weights_directory(model_dir)
     config = AlbertConfig.from_pretrained(model_dir)
     cls = model_class_for(config, task)
     tokenizer = find_tokenizer(model_dir, Path(tokenizer_dir) if tokenizer_dir else None, config.vocab_size)

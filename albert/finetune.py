@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from albert.errors import AlbertError
+from albert.hub import resolve
 from albert.tasks import TASKS, get_task
 from albert.tasks.common import (
     Task,
@@ -51,6 +52,7 @@ from albert.tasks.common import (
     pad_batch,
     run_model,
 )
+from albert.tokenization import AlbertTokenizer
 
 FINETUNE_ARGS = "finetune_args.json"
 METRICS_FILE = "metrics.jsonl"
@@ -113,13 +115,11 @@ class FinetuneConfig:
 # model, tokenizer, optimiser
 
 
-def load_tokenizer(config: FinetuneConfig) -> Any:
-    from albert.tokenization import AlbertTokenizer
-
+def load_tokenizer(config: FinetuneConfig) -> AlbertTokenizer:
     if config.tokenizer is not None:
         return AlbertTokenizer.from_pretrained(config.tokenizer)
-    model_path = Path(config.model)
-    if model_path.is_dir() and (
+    model_path = resolve(config.model).directory
+    if model_path is not None and (
         (model_path / "spiece.model").is_file() or (model_path / "vocab.txt").is_file()
     ):
         return AlbertTokenizer.from_pretrained(model_path)
@@ -132,12 +132,12 @@ def build_task_model(config: FinetuneConfig, task: Task, tokenizer: Any, overrid
     """The task's head class from a preset (vocabulary sized to the tokenizer), a config.json or a
     checkpoint directory (a pretraining checkpoint's encoder loads; the head starts fresh)."""
     from albert.checkpoint import build_model
-    from albert.config import PRESETS
     from albert.modeling import MODEL_CLASSES
 
-    if config.model in PRESETS and not Path(config.model).exists():
+    spec = resolve(config.model)
+    if spec.preset is not None:
         overrides = {**overrides, "vocab_size": len(tokenizer)}
-    model = build_model(MODEL_CLASSES[task.model_class], config.model, **overrides)
+    model = build_model(MODEL_CLASSES[task.model_class], spec, **overrides)
     if model.config.vocab_size < len(tokenizer):
         raise AlbertError(
             f"the tokenizer has {len(tokenizer)} pieces but the model's vocab_size is {model.config.vocab_size}; "
@@ -335,7 +335,7 @@ def evaluate_model(
     model: Any, task: Task, examples: list[Any], features: list[Any], batch_size: int, pad_id: int
 ) -> dict[str, Any]:
     """Dev metrics of an in-memory model (the same path `albert evaluate` takes)."""
-    from albert.pipeline import TorchRunner
+    from albert.pipelines import TorchRunner
 
     was_training = model.training
     model.eval()

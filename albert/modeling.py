@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from albert.checkpoint import load_model, save_model
 from albert.config import AlbertConfig
 from albert.errors import AlbertError
+from albert.hub import ModelSpec
 
 # ----------------------------------------------------------------------------------------
 # activations (by the names transformers' configs use)
@@ -496,18 +498,18 @@ class AlbertPreTrainedModel(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write `config.json` + `model.safetensors` in the transformers layout."""
-        from albert.checkpoint import save_model
-
         save_model(self, Path(directory))
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | os.PathLike, config: AlbertConfig | None = None, **config_overrides: Any
+        cls,
+        name_or_path: str | os.PathLike | ModelSpec,
+        config: AlbertConfig | None = None,
+        **config_overrides: Any,
     ) -> AlbertPreTrainedModel:
         """Load a checkpoint directory written here or by transformers, or a hub name found in the
-        local Hugging Face cache. Keyword arguments override config fields."""
-        from albert.checkpoint import load_model
-
+        local Hugging Face cache (`albert.hub.resolve` decides which; a preset name has no weights
+        and says so). Keyword arguments override config fields."""
         return load_model(cls, name_or_path, config, **config_overrides)
 
     @classmethod

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from albert.errors import AlbertError
-from albert.pipeline import PIPELINES, RUNTIMES
+from albert.pipelines import PIPELINES, RUNTIMES
 
 
 def parse_inputs(lines: list[str], source: str) -> list[Any]:
@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from albert.pipeline import pipeline
+    from albert.pipelines import pipeline
 
     items = read_inputs(args)
     pipe = pipeline(args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length)

@@ -35,8 +35,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from albert.checkpoint import build_model
-from albert.config import PRESETS
 from albert.errors import AlbertError
+from albert.hub import resolve, weights_directory
 from albert.modeling import AlbertForPreTraining
 from albert.optim import build_optimizer, linear_warmup_decay
 from albert.training import (
@@ -220,12 +220,11 @@ def micro_batches(
 def build_pretraining_model(spec: str, vocab_size: int, max_seq_length: int | None) -> AlbertForPreTraining:
     """PRESET or config.json: a fresh model sized to the tokenizer. A model directory: its weights,
     which must already fit the tokenizer's vocabulary."""
-    path = Path(spec)
-    fresh = (spec in PRESETS and not path.exists()) or (path.is_file() and path.suffix == ".json")
-    if fresh:
-        model = build_model(AlbertForPreTraining, spec, vocab_size=vocab_size)
+    resolved = resolve(spec)
+    if not resolved.has_weights:
+        model = build_model(AlbertForPreTraining, resolved, vocab_size=vocab_size)
     else:
-        model = build_model(AlbertForPreTraining, spec)
+        model = build_model(AlbertForPreTraining, resolved)
         if model.config.vocab_size != vocab_size:
             raise AlbertError(
                 f"model {spec} has vocab_size={model.config.vocab_size} but the data's tokenizer has {vocab_size} "
@@ -308,7 +307,7 @@ def evaluate_pretraining(
 
     _check_has_mlm_head(model)  # before loading any data: a config read is enough to refuse
     # a checkpoint carries its tokenizer: then the data must have been built with it
-    carries_tokenizer = any((Path(model) / name).is_file() for name in (SPM_FILE, VOCAB_FILE))
+    carries_tokenizer = any((weights_directory(model) / name).is_file() for name in (SPM_FILE, VOCAB_FILE))
     dataset = _load_dataset(str(data), str(model) if carries_tokenizer else None)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(0)

@@ -15,7 +15,7 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 import albert
 from albert.errors import AlbertError
 from albert.modeling import MODEL_CLASSES, AlbertModel
-from albert.quantize import Int8AlbertAttention, Int8AlbertMLMHead
+from albert.quantization import Int8AlbertAttention, Int8AlbertMLMHead
 
 MEDIUM = dict(
     vocab_size=1000, embedding_size=64, hidden_size=256, num_attention_heads=4, intermediate_size=1024
@@ -97,7 +97,7 @@ def test_partial_sharing_and_output_attentions() -> None:
 
 
 def test_callable_after_the_submodule_is_imported_and_errors() -> None:
-    importlib.import_module("albert.quantize")  # binds `albert.quantize` to the module itself
+    importlib.import_module("albert.quantization")  # the module behind `albert.quantize`
     model = AlbertModel(tiny_config()).eval()
     first, second = albert.quantize(model), albert.quantize(model)
     assert first is not second
@@ -111,16 +111,16 @@ def test_callable_after_the_submodule_is_imported_and_errors() -> None:
 
 def test_full_range_activations_where_the_cpu_allows_it() -> None:
     """With VNNI the 8th activation bit is kept (fbgemm's reduce_range is only needed on AVX2)."""
-    from albert.quantize import Int8Linear, cpu_has_vnni
+    from albert.quantization import Int8Linear, cpu_has_vnni
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 32)
     x = torch.randn(16, 64) * 3
-    int8 = albert.quantize.quantize(albert.AlbertModel(albert.AlbertConfig(**_SMALL_FOR_RANGE)))
+    int8 = albert.quantize(albert.AlbertModel(albert.AlbertConfig(**_SMALL_FOR_RANGE)))
     layers = [m for m in int8.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert layers and all(isinstance(m, Int8Linear) for m in layers)
     assert Int8Linear.reduce_range == (not cpu_has_vnni())
-    from albert.quantize import _dynamic_int8
+    from albert.quantization import _dynamic_int8
 
     q = _dynamic_int8(linear)
     errors = {}

@@ -24,7 +24,7 @@ from albert.errors import AlbertError
 
 Feature = dict[str, Any]
 # A runner maps padded int64 arrays (input_ids, attention_mask, token_type_ids) to named numpy
-# outputs; see albert.pipeline.TorchRunner and albert.onnx_runtime.OnnxModel.
+# outputs; see albert.pipelines.TorchRunner and albert.onnx_runtime.OnnxModel.
 Runner = Callable[..., dict[str, np.ndarray]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 LABEL_KEYS = ("labels", "start_positions", "end_positions")

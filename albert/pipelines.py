@@ -12,25 +12,30 @@ torch runtime is used, so ``runtime="onnx"`` runs without it.
 A *runner* is the model behind a pipeline: called with int64 numpy arrays ``input_ids``,
 ``attention_mask``, ``token_type_ids`` it returns named numpy outputs (``logits``,
 ``start_logits``/``end_logits``, ``last_hidden_state``...). `TorchRunner` wraps an albert model;
-for ONNX it is the export engineer's `albert.onnx_runtime.OnnxModel`.
+for ONNX it is `albert.onnx_runtime.OnnxModel`.
+
+The package exports `pipeline` as `albert.pipeline`; this module is `albert.pipelines`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from albert import postprocess
 from albert.errors import AlbertError
+from albert.hub import weights_directory
 from albert.tasks.common import Feature, Runner, TaskOptions, run_model
 from albert.tasks.question_answering import QAExample, QuestionAnsweringTask
 from albert.tasks.token_classification import encode_words
+from albert.tokenization import SPM_FILE, VOCAB_FILE, AlbertTokenizer
+
+if TYPE_CHECKING:  # torch is imported only when the torch runtime is used
+    from albert.modeling import AlbertPreTrainedModel
 
 TASK_HEADS = {
     "text-classification": "AlbertForSequenceClassification",
@@ -51,7 +56,7 @@ FINETUNE_ARGS = "finetune_args.json"
 class TorchRunner:
     """An albert model as a runner: numpy in, numpy out, no gradients."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: AlbertPreTrainedModel) -> None:
         self.model = model
 
     def __call__(
@@ -75,7 +80,7 @@ class LoadedModel:
 
     runner: Runner
     config: dict[str, Any]
-    tokenizer: Any
+    tokenizer: AlbertTokenizer
     directory: Path
     finetune_args: dict[str, Any] = field(default_factory=dict)
 
@@ -103,9 +108,7 @@ def _read_finetune_args(directory: Path) -> dict[str, Any]:
         raise AlbertError(f"{path} is not valid JSON ({e}); re-run fine-tuning or delete it") from None
 
 
-def _load_tokenizer(directory: Path) -> Any:
-    from albert.tokenization import SPM_FILE, VOCAB_FILE, AlbertTokenizer
-
+def _load_tokenizer(directory: Path) -> AlbertTokenizer:
     if not ((directory / SPM_FILE).is_file() or (directory / VOCAB_FILE).is_file()):
         raise AlbertError(
             f"{directory} has no tokenizer ({SPM_FILE} or {VOCAB_FILE}); pass --tokenizer DIR "
@@ -134,10 +137,9 @@ def load_model(
         runner: Runner = onnx_model
         config = dict(onnx_model.config)
     else:
-        from albert.checkpoint import resolve_model_dir
         from albert.modeling import MODEL_CLASSES
 
-        directory = resolve_model_dir(model)
+        directory = weights_directory(model)
         torch_model = MODEL_CLASSES[TASK_HEADS[task]].from_pretrained(directory).eval()
         runner, config = TorchRunner(torch_model), torch_model.config.to_dict()
     tokenizer_dir = Path(tokenizer) if tokenizer is not None else directory
@@ -371,14 +373,3 @@ def pipeline(
         raise AlbertError(f"unknown pipeline task {task!r}; choose one of: {', '.join(PIPELINES)}")
     loaded = load_model(task, model, tokenizer, runtime)
     return PIPELINES[task](loaded, batch_size=batch_size, max_seq_length=max_seq_length)
-
-
-class _CallableModule(types.ModuleType):
-    """`albert.pipeline(...)` must work whether `albert.pipeline` resolves to this function (via the
-    package's lazy exports) or to this module (Python binds imported submodules on the package)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Pipeline:
-        return pipeline(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

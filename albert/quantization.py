@@ -1,4 +1,4 @@
-"""`albert.quantize(model)`: an int8 copy of a model for CPU inference in PyTorch.
+"""Quantisation, `albert.quantize(model)`: an int8 copy of a model for CPU inference in PyTorch.
 
 Dynamic quantisation: every linear layer's weights are stored as int8 (per output channel)
 ahead of time and activations are quantised on the fly per batch, so no calibration data is
@@ -9,28 +9,31 @@ Two spots need more than `torch.ao.quantization.quantize_dynamic`:
 
 * the fused Q/K/V projection: `AlbertAttention` concatenates the query/key/value weights per
   forward and calls `F.linear` on them, which a quantised `nn.Linear` (whose `.weight` is a
-  method) cannot serve. The attention modules become `Int8AlbertAttention`, which holds the
-  concatenated weights as one quantised linear layer (still one GEMM per layer);
+  method) cannot serve. Each attention module is replaced by an `Int8AlbertAttention`, which
+  holds the concatenated weights as one int8 linear layer (still one GEMM per layer);
 * the MLM decoder is `F.linear` on the word-embedding matrix (tied weights), not an `nn.Linear`.
-  `Int8AlbertMLMHead` gives it an int8 copy of that matrix (a quarter of its fp32 size); the
-  embedding lookup keeps the fp32 table, so the copy unties the two - fine for inference, and
-  why an int8 model refuses `save_pretrained`.
+  The head is replaced by an `Int8AlbertMLMHead` with an int8 copy of that matrix (a quarter of
+  its fp32 size); the embedding lookup keeps the fp32 table, so the copy unties the two - fine
+  for inference, and one reason an int8 model cannot be saved as a checkpoint
+  (`save_pretrained` refuses any model holding quantized weights).
 
-The original model is left untouched.
+The int8 model is a copy of the original with these modules swapped in (and every other
+`nn.Linear` replaced by an `Int8Linear`); the original is left untouched.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
-import types
 import warnings
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+from albert.config import AlbertConfig
 from albert.errors import AlbertError
 from albert.modeling import AlbertAttention, AlbertMLMHead, AlbertPreTrainedModel
 
@@ -65,36 +68,32 @@ class Int8Linear(DynamicLinear):
         return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=self.reduce_range).to(x.dtype)
 
 
-def _dynamic_int8(linear: nn.Linear) -> nn.Module:
+def _dynamic_int8(linear: nn.Linear) -> Int8Linear:
     """A dynamically quantised (int8 weights, per output channel) copy of one linear layer."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig
-
     linear.qconfig = per_channel_dynamic_qconfig
     return Int8Linear.from_float(linear)
 
 
-def _linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:
-    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+def _int8_linear(weight: Tensor, bias: Tensor) -> Int8Linear:
+    """An int8 linear layer computing `x @ weight.T + bias`."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         layer.weight.copy_(weight)
-        if bias is not None:
-            layer.bias.copy_(bias)
-    return layer
+        layer.bias.copy_(bias)
+    return _dynamic_int8(layer)
 
 
 class Int8AlbertAttention(AlbertAttention):
-    """`AlbertAttention` whose fused Q/K/V and output projections are int8 linear layers."""
+    """`AlbertAttention` whose fused Q/K/V and output projections are int8 linear layers: the
+    attention itself (scores, softmax, residual, LayerNorm) is the fp32 module's, unchanged."""
 
-    qkv: nn.Module
-
-    @classmethod
-    def convert(cls, attention: AlbertAttention) -> Int8AlbertAttention:
-        weight, bias = attention.fused_qkv()
-        attention.__class__ = cls
-        attention.qkv = _dynamic_int8(_linear(weight.detach(), bias.detach()))
-        attention.dense = _dynamic_int8(attention.dense)
-        del attention.query, attention.key, attention.value
-        return attention  # type: ignore[return-value]
+    def __init__(self, config: AlbertConfig, fp32: AlbertAttention) -> None:
+        super().__init__(config)
+        weight, bias = fp32.fused_qkv()
+        del self.query, self.key, self.value  # served by the one int8 Q/K/V layer
+        self.qkv = _int8_linear(weight.detach(), bias.detach())
+        self.dense = _dynamic_int8(fp32.dense)
+        self.LayerNorm.load_state_dict(fp32.LayerNorm.state_dict())
 
     def fused_qkv(self) -> tuple[Tensor, Tensor]:
         return torch.empty(0), torch.empty(0)  # the encoder's per-forward cache: nothing to fuse
@@ -104,26 +103,17 @@ class Int8AlbertAttention(AlbertAttention):
 
 
 class Int8AlbertMLMHead(AlbertMLMHead):
-    """`AlbertMLMHead` with an int8 copy of the tied decoder (word embeddings + bias)."""
+    """`AlbertMLMHead` with an int8 dense layer and an int8 copy of the tied decoder (word
+    embeddings + bias)."""
 
-    decoder: nn.Module
-
-    @classmethod
-    def convert(cls, head: AlbertMLMHead, word_embeddings: Tensor) -> Int8AlbertMLMHead:
-        head.__class__ = cls
-        head.decoder = _dynamic_int8(_linear(word_embeddings.detach(), head.bias.detach()))
-        head.dense = _dynamic_int8(head.dense)
-        return head  # type: ignore[return-value]
+    def __init__(self, config: AlbertConfig, fp32: AlbertMLMHead, word_embeddings: Tensor) -> None:
+        super().__init__(config)
+        self.load_state_dict(fp32.state_dict())
+        self.dense = _dynamic_int8(fp32.dense)
+        self.decoder = _int8_linear(word_embeddings.detach(), fp32.bias.detach())
 
     def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
         return self.decoder(self.LayerNorm(self.activation(self.dense(hidden))))
-
-
-def _refuse_save(*args: Any, **kwargs: Any) -> None:
-    raise AlbertError(
-        "an int8 model cannot be saved as a checkpoint; save the fp32 model and call "
-        "albert.quantize() after loading it, or export with `albert export --int8`"
-    )
 
 
 def choose_engine(engine: str | None) -> str:
@@ -137,45 +127,48 @@ def choose_engine(engine: str | None) -> str:
     return engine
 
 
+@contextmanager
+def _quantized_engine(engine: str) -> Iterator[None]:
+    """Pack int8 weights for `engine`'s kernels. torch reads the engine from a process-wide
+    setting when weights are packed (a packed layer then keeps its kernels); it is restored after."""
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def _swap_int8_modules(model: AlbertPreTrainedModel) -> None:
+    """Replace every attention module and MLM head of `model` (in place) by its int8 class."""
+    word_embeddings = model.get_input_embeddings().weight
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, AlbertAttention):
+                setattr(parent, name, Int8AlbertAttention(model.config, child))
+            elif isinstance(child, AlbertMLMHead):
+                setattr(parent, name, Int8AlbertMLMHead(model.config, child, word_embeddings))
+
+
 def quantize(model: AlbertPreTrainedModel, engine: str | None = None) -> AlbertPreTrainedModel:
     """An int8 copy of `model` (any head) for CPU inference; `model` itself is not modified.
 
-    `engine` selects the int8 kernels (`torch.backends.quantized.engine`, set process-wide):
-    fbgemm/x86 on x86 CPUs, qnnpack on ARM. The copy runs on CPU in eval mode only.
+    `engine` selects the int8 kernels the weights are packed for (see `torch.backends.quantized`):
+    fbgemm/x86 on x86 CPUs, qnnpack on ARM. The copy runs on CPU in eval mode only and cannot
+    be saved as a checkpoint (save the fp32 model; quantise after loading it).
     """
     if not isinstance(model, AlbertPreTrainedModel):
         raise AlbertError(f"quantize() takes an ALBERT model, got {type(model).__name__}")
-    torch.backends.quantized.engine = choose_engine(engine)
     int8 = copy.deepcopy(model).cpu().eval()
-    word_embeddings = int8.get_input_embeddings().weight
-    with warnings.catch_warnings():
+    with _quantized_engine(choose_engine(engine)), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notes
-        for module in list(int8.modules()):
-            if isinstance(module, AlbertAttention):
-                Int8AlbertAttention.convert(module)
-            elif isinstance(module, AlbertMLMHead):
-                Int8AlbertMLMHead.convert(module, word_embeddings)
-        from torch.ao.quantization import per_channel_dynamic_qconfig
-
-        int8 = torch.ao.quantization.quantize_dynamic(
+        _swap_int8_modules(int8)
+        quantize_dynamic(
             int8,
             {nn.Linear: per_channel_dynamic_qconfig},
             dtype=torch.qint8,
             mapping={nn.Linear: Int8Linear},
             inplace=True,
         )
-    for parameter in int8.parameters():
-        parameter.requires_grad_(False)
-    int8.save_pretrained = _refuse_save  # type: ignore[method-assign]
-    return int8
-
-
-class _CallableModule(types.ModuleType):
-    """`albert.quantize` is this module once it has been imported (Python binds submodules as
-    package attributes); making the module callable keeps `albert.quantize(model)` working."""
-
-    def __call__(self, model: AlbertPreTrainedModel, engine: str | None = None) -> AlbertPreTrainedModel:
-        return quantize(model, engine)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+    int8.requires_grad_(False)
+    return int8.eval()
