@@ -18,6 +18,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,7 +159,12 @@ def _check_sizes(config: AlbertConfig, state: dict[str, Tensor], source: str) ->
     """One line with the cause and the fix when the config's sizes are not the weights' (a wrong
     or edited config.json), instead of a list of every mis-shaped tensor. A vocabulary that
     alone differs is left to `fit_state_dict`, which words it as the tokenizer question it is."""
-    differ = {k: v for k, v in sizes_of_weights(state).items() if getattr(config, k) != v}
+    sizes = sizes_of_weights(state)
+    differ = {
+        f.name: sizes[f.name]
+        for f in fields(config)
+        if f.name in sizes and getattr(config, f.name) != sizes[f.name]
+    }
     if not set(differ) - {"vocab_size"}:
         return
     weights = ", ".join(f"{k}={v}" for k, v in differ.items())

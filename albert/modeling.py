@@ -305,7 +305,10 @@ class AlbertLayer(nn.Module):
             # transformers' port skips this dropout; the original TF ALBERT applies it.
             self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def feed_forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
+        """The block's feed-forward half (FFN, residual, LayerNorm). The encoder calls the attention
+        half, `self.attention`, first: under partial sharing the two halves of one layer live
+        in different blocks, so the encoder pairs them (`AlbertTransformer.layer_plan`)."""
         hidden = linear(self.ffn, x, self.activation_name)
         return self.full_layer_layer_norm(x + self.dropout(linear(self.ffn_output, hidden)))
 
@@ -372,14 +375,14 @@ class AlbertTransformer(nn.Module):
             qkv = fused.get(id(attention))
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(
-                    lambda h, a=attention, f=ffn_owner, w=qkv: f.feed_forward(a(h, mask, w)[0]),
+                    lambda h, a=attention, f=ffn_owner, w=qkv: f(a(h, mask, w)[0]),
                     x,
                     use_reentrant=False,
                 )
                 probs = None
             else:
                 x, probs = attention(x, mask, qkv, output_attentions)
-                x = ffn_owner.feed_forward(x)
+                x = ffn_owner(x)
             if all_hidden is not None:
                 all_hidden.append(x)
             if all_attentions is not None and probs is not None:
@@ -524,12 +527,18 @@ class AlbertPreTrainedModel(nn.Module):
         token_type_ids: Tensor | None,
         position_ids: Tensor | None,
         inputs_embeds: Tensor | None,
-        kwargs: dict[str, Any],
+        output_hidden_states: bool | None,
+        output_attentions: bool | None,
     ) -> BaseModelOutputWithPooling:
         """Run the base model for a head class (always as a dataclass, whatever `return_dict`)."""
-        options = {k: v for k, v in kwargs.items() if k in ("output_hidden_states", "output_attentions")}
         return self.base_model(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **options
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
 
     def _return(self, output: ModelOutput, return_dict: bool | None) -> Any:
@@ -619,9 +628,19 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
         labels: Tensor | None = None,
         sentence_order_label: Tensor | None = None,
         sparse_prediction: bool = False,
-        **kwargs: Any,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
     ) -> Any:
-        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+        out = self._base(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_hidden_states,
+            output_attentions,
+        )
         word_embeddings = self.albert.embeddings.word_embeddings.weight
         logits, mlm_loss = _masked_lm(
             self.predictions, word_embeddings, out.last_hidden_state, labels, sparse_prediction
@@ -636,12 +655,17 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
         output = AlbertForPreTrainingOutput(
             loss, logits, sop_logits, out.hidden_states, out.attentions, mlm_loss, sop_loss
         )
-        return self._return(output, kwargs.get("return_dict"))
+        return self._return(output, return_dict)
 
 
-class _LabelledHead(AlbertPreTrainedModel):
-    """Heads whose forward is transformers' usual `(inputs..., labels=None)`: the base model runs
-    once here and each subclass only says how its head turns the encoding into an output."""
+class AlbertForMaskedLM(AlbertPreTrainedModel):
+    """MLM only (no pooler); `sparse_prediction=True` scores only the labelled positions."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config, add_pooling_layer=False)
+        self.predictions = AlbertMLMHead(config)
+        self.post_init()
 
     def forward(
         self,
@@ -651,29 +675,25 @@ class _LabelledHead(AlbertPreTrainedModel):
         position_ids: Tensor | None = None,
         inputs_embeds: Tensor | None = None,
         labels: Tensor | None = None,
-        **kwargs: Any,
+        sparse_prediction: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
     ) -> Any:
-        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
-        return self._return(self.head(out, labels, **kwargs), kwargs.get("return_dict"))
-
-    def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
-        raise NotImplementedError
-
-
-class AlbertForMaskedLM(_LabelledHead):
-    """MLM only (no pooler); `sparse_prediction=True` scores only the labelled positions."""
-
-    def __init__(self, config: AlbertConfig) -> None:
-        super().__init__(config)
-        self.albert = AlbertModel(config, add_pooling_layer=False)
-        self.predictions = AlbertMLMHead(config)
-        self.post_init()
-
-    def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
+        out = self._base(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_hidden_states,
+            output_attentions,
+        )
         word_embeddings = self.albert.embeddings.word_embeddings.weight
-        sparse = bool(kwargs.get("sparse_prediction", False))
-        logits, loss = _masked_lm(self.predictions, word_embeddings, out.last_hidden_state, labels, sparse)
-        return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
+        logits, loss = _masked_lm(
+            self.predictions, word_embeddings, out.last_hidden_state, labels, sparse_prediction
+        )
+        return self._return(MaskedLMOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
 
 
 def resolve_problem_type(config: AlbertConfig, labels: Tensor | None = None) -> str:
@@ -700,7 +720,7 @@ def classification_loss(config: AlbertConfig, logits: Tensor, labels: Tensor) ->
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
-class AlbertForSequenceClassification(_LabelledHead):
+class AlbertForSequenceClassification(AlbertPreTrainedModel):
     """Pooled [CLS] -> dropout -> linear; single-label, multi-label or regression."""
 
     def __init__(self, config: AlbertConfig) -> None:
@@ -710,13 +730,35 @@ class AlbertForSequenceClassification(_LabelledHead):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> Any:
+        out = self._base(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_hidden_states,
+            output_attentions,
+        )
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None if labels is None else classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+        return self._return(
+            SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict
+        )
 
 
-class AlbertForTokenClassification(_LabelledHead):
+class AlbertForTokenClassification(AlbertPreTrainedModel):
     """Per-token dropout -> linear (NER, POS); labels of -100 are ignored."""
 
     def __init__(self, config: AlbertConfig) -> None:
@@ -726,10 +768,32 @@ class AlbertForTokenClassification(_LabelledHead):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> Any:
+        out = self._base(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_hidden_states,
+            output_attentions,
+        )
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None if labels is None else F.cross_entropy(logits.flatten(0, -2), labels.view(-1))
-        return TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+        return self._return(
+            TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict
+        )
 
 
 class AlbertForQuestionAnswering(AlbertPreTrainedModel):
@@ -754,9 +818,19 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         inputs_embeds: Tensor | None = None,
         start_positions: Tensor | None = None,
         end_positions: Tensor | None = None,
-        **kwargs: Any,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
     ) -> Any:
-        out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
+        out = self._base(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_hidden_states,
+            output_attentions,
+        )
         start_logits, end_logits = (
             t.squeeze(-1).contiguous() for t in self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
         )
@@ -773,7 +847,7 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         output = QuestionAnsweringModelOutput(
             loss, start_logits, end_logits, out.hidden_states, out.attentions
         )
-        return self._return(output, kwargs.get("return_dict"))
+        return self._return(output, return_dict)
 
 
 class AlbertForMultipleChoice(AlbertPreTrainedModel):
@@ -794,7 +868,9 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         position_ids: Tensor | None = None,
         inputs_embeds: Tensor | None = None,
         labels: Tensor | None = None,
-        **kwargs: Any,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
     ) -> Any:
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
@@ -810,13 +886,13 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
             flat(token_type_ids),
             flat(position_ids),
             flat(inputs_embeds, 2),
-            kwargs,
+            output_hidden_states,
+            output_attentions,
         )
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
         loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
         return self._return(
-            MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions),
-            kwargs.get("return_dict"),
+            MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions), return_dict
         )
 
 

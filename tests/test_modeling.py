@@ -259,3 +259,13 @@ def test_input_mistakes_are_clear_errors() -> None:
         albert.AlbertForQuestionAnswering(AlbertConfig(**CONFIGS["small"], num_labels=3))
     with pytest.raises(albert.AlbertError, match="expected an AlbertConfig"):
         albert.AlbertModel({"hidden_size": 32})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", list(MODEL_CLASSES))
+def test_a_mistyped_forward_argument_is_a_type_error(name: str) -> None:
+    """`model(ids, lables=y)` must fail naming the argument, not run without a loss."""
+    model = MODEL_CLASSES[name](AlbertConfig(**CONFIGS["small"], num_labels=2)).eval()
+    ids = torch.randint(5, 99, (2, 3, 7) if name == "AlbertForMultipleChoice" else (2, 7))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lables'"):
+        model(ids, lables=torch.zeros(2, dtype=torch.long))
+    assert model(ids, return_dict=False)[0].shape[0] == 2  # the spelled-out arguments still work
