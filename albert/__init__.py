@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "AlbertError": "albert.errors",
     "AlbertConfig": "albert.config",
-    "PRESETS": "albert.config",
+    "PRESETS": "albert.hub",
     "AlbertModel": "albert.modeling",
     "AlbertForPreTraining": "albert.modeling",
     "AlbertForMaskedLM": "albert.modeling",

@@ -20,7 +20,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from albert.data import build_pretraining_data
 from albert.errors import AlbertError
+from albert.evaluate import evaluate
+from albert.export import export_model_dir
+from albert.finetune import FinetuneConfig, finetune
+from albert.pipelines import pipeline
+from albert.pretrain import pretrain
+from albert.tasks import default_task_files
+from albert.tokenization import AlbertTokenizer
+from albert.tokenizer_train import train_tokenizer
 
 SAMPLE_TEXTS = [
     "And God said unto Moses, Go down and speak unto the people.",
@@ -89,8 +98,6 @@ class Stages:
 
 
 def run(args: argparse.Namespace) -> int:
-    from albert.tasks import default_task_files
-
     settings = Settings.quick() if args.quick else Settings()
     for name in ("vocab_size", "pretrain_steps", "finetune_epochs"):
         if getattr(args, name) is not None:
@@ -125,9 +132,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tokenizer(corpus: list[Path], output: Path, settings: Settings) -> tuple[Path, str]:
-    from albert.tokenization import AlbertTokenizer
-    from albert.tokenizer_train import train_tokenizer
-
     directory = train_tokenizer(corpus, settings.vocab_size, output / "tokenizer")
     tokenizer = AlbertTokenizer.from_pretrained(directory)
     print(f"   {SAMPLE_TEXTS[1]!r}\n   -> {tokenizer.tokenize(SAMPLE_TEXTS[1])}")
@@ -135,8 +139,6 @@ def _tokenizer(corpus: list[Path], output: Path, settings: Settings) -> tuple[Pa
 
 
 def _data(tokenizer_dir: Path, corpus: list[Path], output: Path, settings: Settings) -> tuple[Path, str]:
-    from albert.data import build_pretraining_data
-
     manifest = build_pretraining_data(
         tokenizer_dir,
         [str(p) for p in corpus],
@@ -151,8 +153,6 @@ def _data(tokenizer_dir: Path, corpus: list[Path], output: Path, settings: Setti
 
 
 def _pretrain(data_dir: Path, tokenizer_dir: Path, output: Path, settings: Settings) -> tuple[Path, str]:
-    from albert.pretrain import pretrain
-
     steps = settings.pretrain_steps
     result = pretrain(
         str(data_dir),
@@ -179,8 +179,6 @@ def _pretrain(data_dir: Path, tokenizer_dir: Path, output: Path, settings: Setti
 
 
 def _finetune(checkpoint: Path, train: Path, dev: Path, output: Path, settings: Settings) -> tuple[Path, str]:
-    from albert.finetune import FinetuneConfig, finetune
-
     config = FinetuneConfig(
         task="text-classification",
         train=str(train),
@@ -196,16 +194,12 @@ def _finetune(checkpoint: Path, train: Path, dev: Path, output: Path, settings: 
 
 
 def _evaluate(model_dir: Path, dev: Path) -> tuple[dict[str, Any], str]:
-    from albert.evaluate import evaluate
-
     metrics = evaluate(model_dir, dev)
     shown = {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)}
     return metrics, json.dumps(shown)
 
 
 def _predict(model_dir: Path) -> tuple[list[Any], str]:
-    from albert.pipelines import pipeline
-
     classify = pipeline("text-classification", model=model_dir)
     results = classify(SAMPLE_TEXTS)
     for text, result in zip(SAMPLE_TEXTS, results, strict=True):
@@ -214,9 +208,6 @@ def _predict(model_dir: Path) -> tuple[list[Any], str]:
 
 
 def _export(model_dir: Path, output: Path) -> tuple[Path, str]:
-    from albert.export import export_model_dir
-    from albert.pipelines import pipeline
-
     fp32 = export_model_dir(model_dir, output / "onnx")
     int8 = export_model_dir(model_dir, output / "onnx", int8=True)
     torch_labels = [r["label"] for r in pipeline("text-classification", model=model_dir)(SAMPLE_TEXTS)]

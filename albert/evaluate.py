@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from albert.errors import AlbertError
+from albert.finetune import add_task_arguments, given_task_options
+from albert.hub import weights_directory
+from albert.pipelines import load_model
 from albert.tasks import TASKS, get_task, task_for_architecture
 from albert.tasks.common import run_model
 
@@ -30,7 +33,7 @@ def resolve_task(model: str | Path, task: str | None) -> str:
     """The task named, or the one the model was fine-tuned for."""
     if task is not None:
         return task
-    directory = Path(model) if Path(model).is_dir() else Path(model).parent
+    directory = Path(model).parent if Path(model).is_file() else weights_directory(model)  # .onnx: its folder
     args_file, config_file = directory / "finetune_args.json", directory / "config.json"
     if args_file.is_file():
         return json.loads(args_file.read_text(encoding="utf-8"))["task"]
@@ -56,8 +59,6 @@ def evaluate(
         from albert.pretrain import evaluate_pretraining
 
         return evaluate_pretraining(model, data, batch_size=batch_size)
-    from albert.pipelines import load_model
-
     name = resolve_task(model, task)
     loaded = load_model(name, model, tokenizer, runtime)
     task_obj = get_task(name, loaded.task_options(**option_overrides))
@@ -72,8 +73,6 @@ def evaluate(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from albert.finetune import add_task_arguments
-
     parser.add_argument(
         "--model", required=True, help="fine-tuned model directory (or .onnx file with --runtime onnx)"
     )
@@ -91,8 +90,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from albert.finetune import given_task_options
-
     overrides = given_task_options(args)
     metrics = evaluate(
         args.model, args.data, args.task, args.tokenizer, args.runtime, args.batch_size, **overrides

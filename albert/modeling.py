@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -140,6 +140,9 @@ class ModelOutput:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.to_tuple())
+
+
+OutputT = TypeVar("OutputT", bound=ModelOutput)
 
 
 @dataclass
@@ -541,7 +544,7 @@ class AlbertPreTrainedModel(nn.Module):
             output_attentions=output_attentions,
         )
 
-    def _return(self, output: ModelOutput, return_dict: bool | None) -> Any:
+    def _return(self, output: OutputT, return_dict: bool | None) -> OutputT | tuple[Any, ...]:
         return output if return_dict is None or return_dict else output.to_tuple()
 
 
@@ -570,7 +573,7 @@ class AlbertModel(AlbertPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> Any:
+    ) -> BaseModelOutputWithPooling | tuple[Any, ...]:
         if (input_ids is None) == (inputs_embeds is None):
             raise AlbertError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None and input_ids.dim() == 1:
@@ -631,7 +634,7 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> Any:
+    ) -> AlbertForPreTrainingOutput | tuple[Any, ...]:
         out = self._base(
             input_ids,
             attention_mask,
@@ -679,7 +682,7 @@ class AlbertForMaskedLM(AlbertPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> Any:
+    ) -> MaskedLMOutput | tuple[Any, ...]:
         out = self._base(
             input_ids,
             attention_mask,
@@ -741,7 +744,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> Any:
+    ) -> SequenceClassifierOutput | tuple[Any, ...]:
         out = self._base(
             input_ids,
             attention_mask,
@@ -779,7 +782,7 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> Any:
+    ) -> TokenClassifierOutput | tuple[Any, ...]:
         out = self._base(
             input_ids,
             attention_mask,
@@ -821,7 +824,7 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> Any:
+    ) -> QuestionAnsweringModelOutput | tuple[Any, ...]:
         out = self._base(
             input_ids,
             attention_mask,
@@ -871,7 +874,7 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> Any:
+    ) -> MultipleChoiceModelOutput | tuple[Any, ...]:
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
             raise AlbertError("pass exactly one of input_ids or inputs_embeds")

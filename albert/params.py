@@ -14,6 +14,7 @@ import json
 import torch
 
 from albert.config import PRESETS, AlbertConfig
+from albert.modeling import AlbertModel
 
 # The paper's figures (Lan et al. 2019, Tables 1-4), in millions.
 PAPER_PRESETS = {
@@ -41,8 +42,6 @@ FOOTNOTES = {
 
 def paper_count(config: AlbertConfig) -> int:
     """Parameters of `AlbertModel(config)` as the paper counts them (see module docstring)."""
-    from albert.modeling import AlbertModel
-
     with torch.device("meta"):
         model = AlbertModel(config)
     total = model.num_parameters()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from albert.errors import AlbertError
-from albert.pipelines import PIPELINES, RUNTIMES
+from albert.pipelines import PIPELINES, RUNTIMES, pipeline
 
 
 def parse_inputs(lines: list[str], source: str) -> list[Any]:
@@ -90,8 +90,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from albert.pipelines import pipeline
-
     items = read_inputs(args)
     pipe = pipeline(args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length)
     kwargs: dict[str, Any] = {}

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 # fixtures shared between test files (pytest puts this folder on sys.path)
+from test_export_fixtures import tiny_config as small_config
 from test_finetune_fixtures import (  # noqa: F401
     one_thread,
     sentiment_rows,
@@ -25,19 +26,10 @@ from albert.checkpoint import build_model
 from albert.cli import main as cli_main
 from albert.hub import resolve
 
-SMALL = dict(
-    vocab_size=50,
-    embedding_size=8,
-    hidden_size=16,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=24,
-)
-
 
 def _save(directory: Path, **overrides: int) -> Path:
     torch.manual_seed(0)
-    AlbertModel(AlbertConfig(**{**SMALL, **overrides})).save_pretrained(directory)
+    AlbertModel(small_config(**overrides)).save_pretrained(directory)
     return directory
 
 
@@ -74,17 +66,17 @@ def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         AlbertModel.from_pretrained(name)
 
     # the same name cached locally: config and model both come from the cache
-    snapshot = _save(tmp_path / "hub" / "models--albert--albert-tiny" / "snapshots" / "abc", hidden_size=32)
+    snapshot = _save(tmp_path / "hub" / "models--albert--albert-tiny" / "snapshots" / "abc", hidden_size=64)
     assert resolve(name).directory == snapshot
     model = AlbertModel.from_pretrained(name)
-    assert AlbertConfig.from_pretrained(name) == model.config and model.config.hidden_size == 32
+    assert AlbertConfig.from_pretrained(name) == model.config and model.config.hidden_size == 64
     loaded = build_model(AlbertModel, name)
     assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), model.parameters(), strict=True))
 
     # a config.json: fresh weights with that config, whatever a name would mean
-    AlbertConfig(**SMALL).save_pretrained(tmp_path / "cfg")
+    small_config().save_pretrained(tmp_path / "cfg")
     assert resolve("cfg/config.json").config_file == Path("cfg/config.json")
-    assert build_model(AlbertModel, "cfg/config.json").config.hidden_size == 16
+    assert build_model(AlbertModel, "cfg/config.json").config.hidden_size == 32
     with pytest.raises(AlbertError, match="is a config file"):
         AlbertModel.from_pretrained("cfg/config.json")
 
@@ -180,13 +172,13 @@ def test_hidden_size_mismatch_leads_with_the_cause_and_the_fix(
 ) -> None:
     directory = _save(tmp_path / "model")
     config = json.loads((directory / "config.json").read_text())
-    (directory / "config.json").write_text(json.dumps({**config, "hidden_size": 32, "intermediate_size": 64}))
+    (directory / "config.json").write_text(json.dumps({**config, "hidden_size": 64, "intermediate_size": 96}))
     err = _cli_error(capsys, "export", "--model", str(directory), "--output", str(tmp_path / "m.onnx"))
     assert (
-        "the weights have hidden_size=16, intermediate_size=24 but the config says hidden_size=32, "
-        "intermediate_size=64; use the config.json saved with these weights"
+        "the weights have hidden_size=32, intermediate_size=48 but the config says hidden_size=64, "
+        "intermediate_size=96; use the config.json saved with these weights"
     ) in err
     assert len(err) - len(str(directory)) < 300 and "albert_layer_groups" not in err
-    with pytest.raises(AlbertError, match="the weights have hidden_size=16"):
+    with pytest.raises(AlbertError, match="the weights have hidden_size=32"):
         AlbertModel.from_pretrained(directory)
     assert not (tmp_path / "m.onnx").exists()
