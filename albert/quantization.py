@@ -159,6 +159,7 @@ def quantize(model: AlbertPreTrainedModel, engine: str | None = None) -> AlbertP
     """
     if not isinstance(model, AlbertPreTrainedModel):
         raise AlbertError(f"quantize() takes an ALBERT model, got {type(model).__name__}")
+    model.train(model.training)  # same mode; drops inference caches (oneDNN packed weights): not copyable
     int8 = copy.deepcopy(model).cpu().eval()
     with _quantized_engine(choose_engine(engine)), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notes

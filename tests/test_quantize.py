@@ -139,3 +139,16 @@ _SMALL_FOR_RANGE = dict(
     num_attention_heads=2,
     intermediate_size=24,
 )
+
+
+def test_the_process_wide_engine_is_left_as_it_was() -> None:
+    """The engine only chooses the kernels the weights are packed for; quantize() restores it."""
+    torch.manual_seed(0)
+    model = trained_like(AlbertModel(tiny_config(**MEDIUM)))
+    before = torch.backends.quantized.engine
+    for engine in [e for e in torch.backends.quantized.supported_engines if e not in ("none", before)][:2]:
+        int8 = albert.quantize(model, engine=engine)
+        assert torch.backends.quantized.engine == before
+        with torch.no_grad():
+            reference, quantized = model(**batch()), int8(**batch())
+        assert min_cosine(quantized.last_hidden_state, reference.last_hidden_state) >= 0.99, engine
