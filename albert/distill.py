@@ -46,7 +46,7 @@ from albert.pretrain import (
     add_training_arguments,
     run_pretraining,
 )
-from albert.training import Distributed
+from albert.train.distributed import Distributed
 
 logger = logging.getLogger("albert")
 

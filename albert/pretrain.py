@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,23 +39,12 @@ from albert.config import PRESETS
 from albert.errors import AlbertError
 from albert.modeling import AlbertForPreTraining
 from albert.optim import build_optimizer, linear_warmup_decay
-from albert.training import (
-    PRECISIONS,
-    CheckpointDirectory,
-    CheckpointInfo,
-    Distributed,
-    MetricsLog,
-    StopSignal,
-    TensorBoard,
-    capture_rng_state,
-    iter_groups,
-    progress_bar,
-    resolve_precision,
-    restore_rng_state,
-    seed_everything,
-    setup_distributed,
-    teardown_distributed,
-)
+from albert.train.checkpoints import CheckpointDirectory, CheckpointInfo
+from albert.train.distributed import Distributed, setup_distributed, shard_fsdp, teardown_distributed
+from albert.train.metrics import MetricsLog, TensorBoard, progress_bar
+from albert.train.precision import PRECISIONS, resolve_precision
+from albert.train.rng import capture_rng_state, restore_rng_state, seed_everything
+from albert.train.signals import StopSignal
 
 logger = logging.getLogger("albert")
 
@@ -180,6 +169,16 @@ def _default_collate() -> Any:
     return collate_pretraining
 
 
+def iter_groups(iterable: Any, size: int) -> Iterator[list[Any]]:
+    """Consecutive groups of `size` items (the last, shorter group is dropped)."""
+    group: list[Any] = []
+    for item in iterable:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+
+
 def split_held_out(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, held-out indices): a seeded random `fraction` of 0..n-1 held out."""
     if fraction <= 0:
@@ -237,18 +236,6 @@ def build_pretraining_model(spec: str, vocab_size: int, max_seq_length: int | No
             f"{model.config.max_position_embeddings} positions; rebuild the data with a smaller --max-seq-length"
         )
     return model  # type: ignore[return-value]
-
-
-def _shard_fsdp(model: nn.Module) -> nn.Module:
-    """FSDP2 over the whole model as one unit: ALBERT's shared layers are re-entered L times and
-    its encoder reads the attention weights directly, so finer units would gather too late.
-    Gradients and optimiser state are sharded; parameters are gathered for each forward."""
-    try:
-        from torch.distributed.fsdp import fully_shard
-    except ImportError:
-        raise AlbertError("--fsdp needs PyTorch >= 2.6 (torch.distributed.fsdp.fully_shard)") from None
-    fully_shard(model)
-    return model
 
 
 # ----------------------------------------------------------------------------------------
@@ -502,7 +489,7 @@ class Pretrainer:
         if not self.dist.enabled:
             return model
         if self.cfg.fsdp:
-            return _shard_fsdp(model)
+            return shard_fsdp(model)
         device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(
             model, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters

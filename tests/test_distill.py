@@ -25,7 +25,7 @@ from albert.convert_bert import convert_bert, read_teacher, teacher_reference  #
 from albert.distill import LastLayerTap, distill, hidden_mse, relation_kl  # noqa: E402
 from albert.errors import AlbertError  # noqa: E402
 from albert.modeling import AlbertForPreTraining, AlbertForSequenceClassification  # noqa: E402
-from albert.training import read_metrics  # noqa: E402
+from albert.train.metrics import read_metrics  # noqa: E402
 
 PROBE = ["the movie was good and the story was funny", "who has seen the water"]
 FAST = dict(

@@ -22,7 +22,8 @@ from albert.data import PretrainingDataset
 from albert.errors import AlbertError
 from albert.modeling import AlbertForPreTraining
 from albert.pretrain import pretrain
-from albert.training import COMPLETE_MARKER, read_metrics
+from albert.train.checkpoints import COMPLETE_MARKER
+from albert.train.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(
