@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from albert.errors import AlbertError
-from albert.pretrain import epoch_order, micro_batches, split_held_out
 from albert.train.checkpoints import COMPLETE_MARKER, CheckpointDirectory
+from albert.train.data import epoch_order, micro_batches, split_held_out
 from albert.train.metrics import MetricsLog, read_metrics
 from albert.train.precision import resolve_precision
 from albert.train.rng import capture_rng_state, restore_rng_state
