@@ -286,26 +286,24 @@ class Trainer:
             copy.load_state_dict(state)
         return copy
 
-    def _check_weights_finite(self) -> None:
-        """Refuse to save weights that are NaN or infinite (every rank checks its shard)."""
+    def _check_savable(self) -> None:
+        """Never save a diverged run: not while the loss is NaN/inf (its weights produce it), and
+        never weights that are themselves NaN/inf (every rank checks its shard)."""
+        pos = self.position
+        if pos.consecutive_bad:
+            self._stop(
+                f"the loss has been NaN/inf since step {pos.step - pos.consecutive_bad + 1} (through step "
+                f"{pos.step}); stopped without saving",
+                "non-finite loss",
+            )
         shards = (p.to_local() if hasattr(p, "to_local") else p for p in self.model.parameters())  # FSDP: DTensors
         bad = sum(int(not torch.isfinite(shard.detach()).all()) for shard in shards)
-        if self.dist.all_reduce_sum([float(bad)])[0] == 0:
-            return
-        pos = self.position
-        since = (
-            f"the loss has been NaN/inf since step {pos.step - pos.consecutive_bad + 1}"
-            if pos.consecutive_bad
-            else f"step {pos.step}'s update overflowed"
-        )
-        self._stop(
-            f"the weights are no longer finite after step {pos.step} ({since}); stopped without saving them",
-            "weights not finite",
-        )
+        if self.dist.all_reduce_sum([float(bad)])[0]:
+            self._stop(f"step {pos.step}'s update made the weights NaN/inf; stopped without saving", "weights not finite")
 
     def save_checkpoint(self) -> Path | None:
         """Every rank takes part (RNG states, FSDP gathers, the finiteness check); rank 0 writes."""
-        self._check_weights_finite()
+        self._check_savable()
         rng_states = self.dist.gather_objects(capture_rng_state())
         model = self._model_for_saving()
         optimizer_state = self._optimizer_state()
@@ -624,11 +622,10 @@ class Trainer:
         newest = self.checkpoints.latest(report=lambda _: None)
         if self.metrics:
             self.metrics.write({"step": pos.step, "skipped_steps": pos.skipped_steps, "stopped": reason})
-        fp32 = "" if self.precision.dtype is None else " or use --precision fp32"
-        raise AlbertError(
-            f"{what}. Last good checkpoint: {newest.path if newest else 'none'}. Lower --learning-rate, raise "
-            f"--warmup-steps{fp32}, then continue with --resume"
-        )
+        fp32 = "" if self.precision.dtype is None else " or use --precision fp32"  # fp32 runs diverge too
+        saved = f"Last good checkpoint: {newest.path}" if newest else "There is no earlier checkpoint"
+        then = "continue with --resume" if newest else "run again"
+        raise AlbertError(f"{what}. {saved}. Lower --learning-rate, raise --warmup-steps{fp32}, then {then}")
 
     def _description(self) -> str:
         cfg, data = self.cfg, self.data
