@@ -54,7 +54,9 @@ def test_weights_that_are_not_finite_are_never_saved(corpus, tmp_path, monkeypat
     save at that step refuses, and the earlier checkpoint stays the newest."""
 
     def poison_after_forward(module, call, output):
-        if call == 4:  # after the forward, in a table whose gradient needs no weights: loss and gradients stay finite
+        if (
+            call == 4
+        ):  # after the forward, in a table whose gradient needs no weights: loss and gradients stay finite
             module.albert.embeddings.position_embeddings.weight.data[60] = float("inf")
         return output
 
@@ -64,7 +66,9 @@ def test_weights_that_are_not_finite_are_never_saved(corpus, tmp_path, monkeypat
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-2"]
 
 
-def test_disk_full_while_saving_loses_nothing_and_resume_is_exact(corpus, tmp_path, monkeypatch, capsys) -> None:
+def test_disk_full_while_saving_loses_nothing_and_resume_is_exact(
+    corpus, tmp_path, monkeypatch, capsys
+) -> None:
     straight = tmp_path / "straight"
     assert main(cli(corpus, straight, "--max-steps", "6", "--save-every", "2")) == 0
     faulty = tmp_path / "faulty"
@@ -92,7 +96,9 @@ def test_disk_full_while_saving_loses_nothing_and_resume_is_exact(corpus, tmp_pa
     assert [r["step"] for r in got] == list(range(1, 7))
     for a, b in zip(expected, got, strict=True):
         for key in a:
-            assert b[key] == (pytest.approx(a[key], rel=1e-6, abs=1e-7) if isinstance(a[key], float) else a[key])
+            assert b[key] == (
+                pytest.approx(a[key], rel=1e-6, abs=1e-7) if isinstance(a[key], float) else a[key]
+            )
 
 
 def test_resume_says_which_flags_differ_and_what_the_run_keeps(corpus, tmp_path, monkeypatch, capsys) -> None:
@@ -111,8 +117,12 @@ def test_resume_says_which_flags_differ_and_what_the_run_keeps(corpus, tmp_path,
     shutil.copytree(tmp_path / "resumed", tmp_path / "slower")
     capsys.readouterr()
 
-    settings = dict(tokenizer=str(corpus["tokenizer"]), eval_data=str(corpus["eval"]), batch_size=8, log_every=1)
-    settings |= dict(learning_rate=2e-3, warmup_steps=3, resume=True, seed=7)  # test_pretrain.run's, but the seed
+    settings = dict(
+        tokenizer=str(corpus["tokenizer"]), eval_data=str(corpus["eval"]), batch_size=8, log_every=1
+    )
+    settings |= dict(
+        learning_rate=2e-3, warmup_steps=3, resume=True, seed=7
+    )  # test_pretrain.run's, but the seed
     pretrain(str(corpus["data"]), "albert-tiny", str(tmp_path / "resumed"), **FAST, **settings)
     printed = capsys.readouterr().out
     assert "the run keeps --seed 12345 (--seed 7 is ignored)" in printed, printed

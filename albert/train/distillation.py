@@ -252,6 +252,8 @@ class DistillationObjective:
     name = "distill"
     stat_names = (*LOSS_NAMES, *LOOP_STATS)
     find_unused_parameters = True  # the SOP head and pooler take no part in the objective
+    progress = {"loss": "loss", "rel": "relation_loss", "mse": "hidden_mse"}
+    progress_format = ".4f"
 
     def __init__(self, cfg: DistillConfig, dist: Distributed, precision: Precision) -> None:
         from albert.convert_bert import read_teacher
@@ -339,7 +341,9 @@ class DistillationObjective:
             for name, t, s in zip(RELATIONS, teacher_qkv, student_qkv, strict=True)
         }
         relation = sum(losses.values()) / len(RELATIONS)
-        hidden = hidden_mse(teacher_hidden, student_hidden[:size], mask) if self.match_hidden else relation * 0
+        hidden = (
+            hidden_mse(teacher_hidden, student_hidden[:size], mask) if self.match_hidden else relation * 0
+        )
         mlm = out.mlm_loss.float() if with_mlm else relation * 0
         losses["relation_loss"] = relation
         losses["hidden_mse"] = hidden
@@ -350,13 +354,6 @@ class DistillationObjective:
     def summarize(self, totals: dict[str, float]) -> dict[str, float]:
         micro = max(totals["micro_batches"], 1)
         return {name: totals[name] / micro for name in LOSS_NAMES}
-
-    def postfix(self, record: dict[str, Any]) -> dict[str, str]:
-        return {
-            "loss": f"{record['loss']:.4f}",
-            "rel": f"{record['relation_loss']:.4f}",
-            "mse": f"{record['hidden_mse']:.4f}",
-        }
 
     def held_out_sums(self, model: nn.Module, batches: Iterable[Batch], tokenizer: Any) -> Tensor:
         """Token-weighted sums of every loss, and the token count."""

@@ -90,8 +90,20 @@ class TrainConfig:
         return int(0.025 * self.max_steps) if self.warmup_steps is None else self.warmup_steps
 
     def validate(self) -> None:
-        positive = ("max_steps", "batch_size", "grad_accum", "save_every", "keep", "log_every", "eval_batches")
-        bad = [f"--{name.replace('_', '-')}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]
+        positive = (
+            "max_steps",
+            "batch_size",
+            "grad_accum",
+            "save_every",
+            "keep",
+            "log_every",
+            "eval_batches",
+        )
+        bad = [
+            f"--{name.replace('_', '-')}={getattr(self, name)}"
+            for name in positive
+            if getattr(self, name) < 1
+        ]
         if bad:
             raise AlbertError(f"{', '.join(bad)}: must be at least 1")
         if self.learning_rate <= 0 or self.warmup < 0 or self.eval_every < 0 or self.num_workers < 0:
@@ -202,7 +214,9 @@ class Trainer:
             return None
         found = self.checkpoints.latest(report=self.dist.say)
         if found is None:
-            self.dist.say(f"--resume: no complete checkpoint in {self.checkpoints.root}; starting from step 0")
+            self.dist.say(
+                f"--resume: no complete checkpoint in {self.checkpoints.root}; starting from step 0"
+            )
         else:
             self.dist.say(f"resuming from {found.path}")
         return found
@@ -296,10 +310,14 @@ class Trainer:
                 f"{pos.step}); stopped without saving",
                 "non-finite loss",
             )
-        shards = (p.to_local() if hasattr(p, "to_local") else p for p in self.model.parameters())  # FSDP: DTensors
+        # under FSDP the parameters are DTensors: each rank checks its own shard
+        shards = (p.to_local() if hasattr(p, "to_local") else p for p in self.model.parameters())
         bad = sum(int(not torch.isfinite(shard.detach()).all()) for shard in shards)
         if self.dist.all_reduce_sum([float(bad)])[0]:
-            self._stop(f"step {pos.step}'s update made the weights NaN/inf; stopped without saving", "weights not finite")
+            self._stop(
+                f"step {pos.step}'s update made the weights NaN/inf; stopped without saving",
+                "weights not finite",
+            )
 
     def save_checkpoint(self) -> Path | None:
         """Every rank takes part (RNG states, FSDP gathers, the finiteness check); rank 0 writes."""
@@ -321,7 +339,9 @@ class Trainer:
                 self.data.tokenizer.save_pretrained(directory)
                 torch.save(optimizer_state, directory / OPTIMIZER_FILE)
                 torch.save({"ranks": rng_states}, directory / RNG_FILE)
-                (directory / STATE_FILE).write_text(json.dumps(trainer_state, indent=2) + "\n", encoding="utf-8")
+                (directory / STATE_FILE).write_text(
+                    json.dumps(trainer_state, indent=2) + "\n", encoding="utf-8"
+                )
 
             try:
                 path = self.checkpoints.save(self.position.step, write)
@@ -336,7 +356,9 @@ class Trainer:
         if error is None:
             return "rank 0 could not write a checkpoint (see its message); continue with --resume once fixed"
         newest = self.checkpoints.latest(report=lambda _: None)
-        kept = f"the previous checkpoint {newest.path} is intact" if newest else "no earlier checkpoint exists"
+        kept = (
+            f"the previous checkpoint {newest.path} is intact" if newest else "no earlier checkpoint exists"
+        )
         return (
             f"could not write checkpoint step-{self.position.step}: {error.filename or self.checkpoints.root}: "
             f"{error.strerror or error}; nothing of it was kept and {kept}. Free space (or fix the directory), "
@@ -538,8 +560,7 @@ class Trainer:
                             self._on_bad_step()
                         if pos.step % cfg.log_every == 0 or pos.step == cfg.max_steps:
                             record = self._record(interval, interval_time, stats["learning_rate"])
-                            postfix = self.objective.postfix(record)
-                            bar.set_postfix({**postfix, "tok/s": f"{record['tokens_per_second']:.0f}"}, refresh=False)
+                            bar.set_postfix(self._postfix(record), refresh=False)
                             self._log(record, "train")
                             interval, interval_time = {}, 0.0
                         if cfg.eval_every and pos.step % cfg.eval_every == 0:
@@ -595,6 +616,13 @@ class Trainer:
             "tokens_seen": self.position.tokens_seen,
             "skipped_steps": self.position.skipped_steps,
         }
+
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        shown = {
+            label: format(record[key], self.objective.progress_format)
+            for label, key in self.objective.progress.items()
+        }
+        return {**shown, "tok/s": f"{record['tokens_per_second']:.0f}"}
 
     def _evaluate_and_log(self) -> dict[str, Any] | None:
         result = self.evaluate()

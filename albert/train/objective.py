@@ -25,8 +25,11 @@ class Objective(Protocol):
     """A training objective for `albert.train.loop.Trainer`."""
 
     name: str  # the progress bar's label: "pretrain", "distill"
-    stat_names: tuple[str, ...]  # what `losses` returns (losses and counts), summed over a step; ends with LOOP_STATS
+    # what `losses` returns (losses and counts) and LOOP_STATS, summed over each step
+    stat_names: tuple[str, ...]
     find_unused_parameters: bool  # DDP: True when some of the model's parameters take no part
+    progress: dict[str, str]  # the progress bar's figures: label -> metrics record key
+    progress_format: str  # how they are printed, e.g. ".3f"
 
     def data_source(self) -> DataSource:
         """The shards to train and evaluate on (called on every rank once the run's checkpoints
@@ -44,10 +47,6 @@ class Objective(Protocol):
 
     def summarize(self, totals: dict[str, float]) -> dict[str, float]:
         """The objective's fields of a metrics record from statistics summed over steps."""
-        ...
-
-    def postfix(self, record: dict[str, Any]) -> dict[str, str]:
-        """The progress bar's figures from a metrics record."""
         ...
 
     def held_out_sums(self, model: nn.Module, batches: Iterable[Batch], tokenizer: Any) -> Tensor:

@@ -50,6 +50,8 @@ class PretrainingObjective:
     name = "pretrain"
     stat_names = (*LOSS_NAMES, "mlm_correct", "mlm_total", "sop_correct", "sop_total", *LOOP_STATS)
     find_unused_parameters = False
+    progress = {"loss": "loss", "mlm_acc": "mlm_accuracy", "sop_acc": "sop_accuracy"}
+    progress_format = ".3f"
 
     def __init__(self, cfg: Any, dist: Distributed, precision: Precision) -> None:
         self.cfg, self.device, self.precision = cfg, dist.device, precision
@@ -75,13 +77,6 @@ class PretrainingObjective:
             **{name: totals[name] / micro for name in LOSS_NAMES},
             "mlm_accuracy": totals["mlm_correct"] / max(totals["mlm_total"], 1),
             "sop_accuracy": totals["sop_correct"] / max(totals["sop_total"], 1),
-        }
-
-    def postfix(self, record: dict[str, Any]) -> dict[str, str]:
-        return {
-            "loss": f"{record['loss']:.3f}",
-            "mlm_acc": f"{record['mlm_accuracy']:.3f}",
-            "sop_acc": f"{record['sop_accuracy']:.3f}",
         }
 
     def held_out_sums(self, model: nn.Module, batches: Iterable[Batch], tokenizer: Any) -> Tensor:
