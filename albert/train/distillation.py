@@ -258,7 +258,6 @@ class DistillationObjective:
     def __init__(self, cfg: DistillConfig, dist: Distributed, precision: Precision) -> None:
         from albert.convert_bert import read_teacher
 
-        cfg.validate()
         self.cfg, self.dist, self.precision = cfg, dist, precision
         info = read_teacher(cfg.teacher)
         if not (Path(cfg.model) / "config.json").is_file():
