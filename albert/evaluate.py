@@ -5,7 +5,7 @@ stdout, as one JSON object.
     albert evaluate --model runs/pretrain/checkpoints/step-2000 --data held-out-data/
 
 The second form scores a pretraining checkpoint on `albert data` output as `albert pretrain`'s
-evaluation does (`albert.pretrain.evaluate_pretraining`).
+evaluation does (`albert.train.pretraining.evaluate_pretraining`).
 
 The task and the data options (columns, max length, doc stride, char-level...) come from the
 model's `finetune_args.json` (or, without one, from the head class in config.json); flags
@@ -56,7 +56,7 @@ def evaluate(
     """The metrics of a fine-tuned model (directory, or .onnx file with runtime="onnx") on `data`;
     for a pretraining checkpoint and an `albert data` directory, the pretraining metrics."""
     if Path(data).is_dir() and (Path(data) / "manifest.json").is_file():
-        from albert.pretrain import evaluate_pretraining
+        from albert.train.pretraining import evaluate_pretraining
 
         return evaluate_pretraining(model, data, batch_size=batch_size)
     name = resolve_task(model, task)

@@ -353,7 +353,8 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
 
     Returns the best epoch, the metric it was selected by, its dev metrics and the step count."""
     from albert.optim import build_optimizer, linear_warmup_decay
-    from albert.training import MetricsLog, progress_bar, seed_everything
+    from albert.train.metrics import MetricsLog, progress_bar
+    from albert.train.rng import seed_everything
 
     config.check()
     seed_everything(config.seed)

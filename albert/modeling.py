@@ -241,6 +241,9 @@ class AlbertAttention(nn.Module):
         self.LayerNorm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.attention_dropout = config.attention_probs_dropout_prob
         self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
+        # Where the projected queries|keys|values (batch, seq, 3 * hidden) pass: a forward hook on
+        # this module reads them (distillation does), whatever path computed them. No parameters.
+        self.qkv_output = nn.Identity()
 
     def fused_qkv(self) -> tuple[Tensor, Tensor]:
         """Q, K and V weights as one matrix: one GEMM instead of three. With cross-layer
@@ -273,7 +276,8 @@ class AlbertAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         batch, seq_len, hidden = x.shape
-        q, k, v = self.project_qkv(x, qkv).view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        projected = self.qkv_output(self.project_qkv(x, qkv))
+        q, k, v = projected.view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout = self.attention_dropout if self.training else 0.0
         probs = None
         if output_attentions:  # SDPA does not expose the probabilities: compute them explicitly

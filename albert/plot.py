@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from albert.errors import AlbertError
-from albert.training import read_metrics
+from albert.train.metrics import read_metrics
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -18,14 +18,15 @@ transformers = pytest.importorskip("transformers")
 from test_convert_bert import WORDS, make_teacher  # noqa: E402
 from test_finetune_fixtures import one_thread  # noqa: E402, F401  (autouse: tiny models, one thread)
 
-import albert.pretrain as pretrain_module  # noqa: E402
+import albert.train.loop as loop_module  # noqa: E402
 from albert.checkpoint import build_model  # noqa: E402
 from albert.cli import main  # noqa: E402
 from albert.convert_bert import convert_bert, read_teacher, teacher_reference  # noqa: E402
-from albert.distill import LastLayerTap, distill, hidden_mse, relation_kl  # noqa: E402
+from albert.distill import distill  # noqa: E402
 from albert.errors import AlbertError  # noqa: E402
 from albert.modeling import AlbertForPreTraining, AlbertForSequenceClassification  # noqa: E402
-from albert.training import read_metrics  # noqa: E402
+from albert.train.distillation import LastLayerTap, hidden_mse, relation_kl  # noqa: E402
+from albert.train.metrics import read_metrics  # noqa: E402
 
 PROBE = ["the movie was good and the story was funny", "who has seen the water"]
 FAST = dict(
@@ -195,7 +196,7 @@ def test_resume_after_sigint_reproduces_the_straight_run_and_reuses_the_data(
     options = {**FAST, "max_steps": 18, "eval_every": 5, "eval_batches": 1, "save_every": 4}
     distill(teacher, student, [corpus], root / "straight", **options)
 
-    build = pretrain_module.build_pretraining_model
+    build = loop_module.build_pretraining_model
 
     def build_with_interrupt(*args, **kwargs):
         model = build(*args, **kwargs)
@@ -209,7 +210,7 @@ def test_resume_after_sigint_reproduces_the_straight_run_and_reuses_the_data(
         model.register_forward_hook(on_forward)
         return model
 
-    monkeypatch.setattr(pretrain_module, "build_pretraining_model", build_with_interrupt)
+    monkeypatch.setattr(loop_module, "build_pretraining_model", build_with_interrupt)
     first = distill(teacher, student, [corpus], root / "resumed", **options)
     assert first["interrupted"] == "SIGINT" and first["step"] == 10
     monkeypatch.undo()

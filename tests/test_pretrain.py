@@ -16,13 +16,14 @@ import pytest
 import torch
 from test_finetune_fixtures import one_thread  # noqa: F401  (autouse: tiny models, one thread)
 
-import albert.pretrain as pretrain_module
+import albert.train.loop as loop_module
 from albert.cli import main
 from albert.data import PretrainingDataset
 from albert.errors import AlbertError
 from albert.modeling import AlbertForPreTraining
 from albert.pretrain import pretrain
-from albert.training import COMPLETE_MARKER, read_metrics
+from albert.train.checkpoints import COMPLETE_MARKER
+from albert.train.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -82,7 +83,7 @@ def training_records(output: Path) -> list[dict]:
 
 def with_forward_hook(monkeypatch: pytest.MonkeyPatch, hook) -> None:
     """Make the trainer's model run `hook(model, call_number, output)` after each training forward."""
-    build = pretrain_module.build_pretraining_model
+    build = loop_module.build_pretraining_model
 
     def build_with_hook(*args, **kwargs):
         model = build(*args, **kwargs)
@@ -97,7 +98,7 @@ def with_forward_hook(monkeypatch: pytest.MonkeyPatch, hook) -> None:
         model.register_forward_hook(on_forward)
         return model
 
-    monkeypatch.setattr(pretrain_module, "build_pretraining_model", build_with_hook)
+    monkeypatch.setattr(loop_module, "build_pretraining_model", build_with_hook)
 
 
 @pytest.mark.slow
@@ -318,7 +319,7 @@ def test_two_processes_match_one_with_the_same_global_batch(corpus, tmp_path) ->
 
 
 def test_shuffle_word_order_moves_words_with_their_labels_and_keeps_the_frame() -> None:
-    from albert.pretrain import shuffle_word_order
+    from albert.train.pretraining import shuffle_word_order
 
     cls, sep, pad, mask = 2, 3, 0, 4
     ids = torch.tensor(

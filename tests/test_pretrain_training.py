@@ -1,4 +1,4 @@
-"""The training utilities (albert/training.py) and the pretraining sampler, without a model."""
+"""The training utilities (albert/train/) and the pretraining sampler, without a model."""
 
 from __future__ import annotations
 
@@ -10,16 +10,11 @@ import pytest
 import torch
 
 from albert.errors import AlbertError
-from albert.pretrain import epoch_order, micro_batches, split_held_out
-from albert.training import (
-    COMPLETE_MARKER,
-    CheckpointDirectory,
-    MetricsLog,
-    capture_rng_state,
-    read_metrics,
-    resolve_precision,
-    restore_rng_state,
-)
+from albert.train.checkpoints import COMPLETE_MARKER, CheckpointDirectory
+from albert.train.data import epoch_order, micro_batches, split_held_out
+from albert.train.metrics import MetricsLog, read_metrics
+from albert.train.precision import resolve_precision
+from albert.train.rng import capture_rng_state, restore_rng_state
 
 
 def test_one_process_with_accumulation_sees_what_k_processes_see() -> None:

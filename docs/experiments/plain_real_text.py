@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from plain_transformer_rule import PlainMaskedLM, add_model_arguments, masked_logits_and_loss  # noqa: E402
 
-from albert.pretrain import _load_dataset, shuffle_word_order  # noqa: E402
+from albert.train.data import load_dataset  # noqa: E402
+from albert.train.pretraining import shuffle_word_order  # noqa: E402
 
 
 def masked_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -39,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    dataset = _load_dataset(args.data, args.tokenizer)
+    dataset = load_dataset(args.data, args.tokenizer)
     dataset.set_epoch(0)
     tokenizer = dataset.manifest["tokenizer"]
     specials = torch.tensor([tokenizer["cls_token_id"], tokenizer["sep_token_id"]])
