@@ -622,7 +622,11 @@ def convert_bert(
     init = parse_init(init, teacher.num_layers)
     factorisation = factorise_embeddings(teacher, embedding_size)
 
-    batch = probe_batch(teacher.directory, probe_texts if probe_texts is not None else default_probe_texts())
+    # probe within the teacher's limits: a BERT with fewer than 128 positions converts too
+    probe_length = min(128, int(teacher.config.get("max_position_embeddings", 512)))
+    batch = probe_batch(
+        teacher.directory, probe_texts if probe_texts is not None else default_probe_texts(), probe_length
+    )
     with torch.no_grad():
         reference = teacher_reference(teacher)(**batch).last_hidden_state
     candidates: dict[str, dict[str, float]] = {}
