@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from albert.errors import AlbertError
+from albert.paths import check_output, save_guard
 from albert.tasks import TASKS, get_task
 from albert.tasks.common import (
     Task,
@@ -81,6 +82,7 @@ class FinetuneConfig:
     teacher: str | None = None  # a model fine-tuned on the same task and labels, to distil from
     distill_alpha: float = 0.5  # weight of the teacher's soft targets (1 - alpha: the labels)
     distill_temperature: float = 2.0
+    overwrite: bool = False  # allow --output to be the --model directory (replaced by the best epoch)
     task_options: TaskOptions = field(default_factory=TaskOptions)
 
     def check(self) -> None:
@@ -107,6 +109,13 @@ class FinetuneConfig:
             problems.append(f"--max-seq-length must be at least 8, not {self.task_options.max_seq_length}")
         if problems:
             raise AlbertError("; ".join(problems))
+        check_output(self.output, directory=True)
+        if Path(self.model).is_dir() and Path(self.output).resolve() == Path(self.model).resolve():
+            if not self.overwrite:
+                raise AlbertError(
+                    f"--output {self.output} is the --model directory: fine-tuning would overwrite the model "
+                    "it starts from; choose another --output, or pass --overwrite to replace it"
+                )
 
 
 # ----------------------------------------------------------------------------------------
@@ -117,6 +126,9 @@ def load_tokenizer(config: FinetuneConfig) -> Any:
     from albert.tokenization import AlbertTokenizer
 
     if config.tokenizer is not None:
+        from albert.data.shards import check_same_tokenizer
+
+        check_same_tokenizer(config.tokenizer, config.model)
         return AlbertTokenizer.from_pretrained(config.tokenizer)
     model_path = Path(config.model)
     if model_path.is_dir() and (
@@ -287,9 +299,15 @@ def save_best(model: Any, tokenizer: Any, output: Path, args: dict[str, Any]) ->
     move each file into `output` with an atomic rename: no file is ever half written."""
     staging = output / ".best.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / FINETUNE_ARGS).write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+    kept = f"the previous best checkpoint in {output} is intact" if (output / "config.json").is_file() else ""
+    try:
+        with save_guard(staging, kept):
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            (staging / FINETUNE_ARGS).write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+    finally:
+        if not (staging / FINETUNE_ARGS).is_file():  # failed part-way: nothing half-written stays
+            shutil.rmtree(staging, ignore_errors=True)
     for path in staging.iterdir():
         os.replace(path, output / path.name)
     staging.rmdir()
@@ -509,6 +527,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model directory's)")
     parser.add_argument("--output", required=True, help="output directory (holds the best model)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="allow --output to be the --model directory (it is replaced)"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-batch-size", type=int, default=64)
@@ -566,6 +587,7 @@ def run(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature,
+        overwrite=args.overwrite,
         task_options=TaskOptions.from_dict(given_task_options(args)),
     )
     result = finetune(config)
