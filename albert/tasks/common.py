@@ -162,9 +162,23 @@ def read_table(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         if not reader.fieldnames:
             raise AlbertError(f"{path} has no header line; the first line must name the columns")
         rows = [(reader.line_num, row) for row in reader]
+        for number, row in rows:
+            _check_row_width(path, number, row, len(reader.fieldnames))
     if not rows:
         raise AlbertError(f"{path} has a header but no examples")
     return rows
+
+
+def _check_row_width(path: Path, number: int, row: dict[Any, Any], width: int) -> None:
+    """A CSV/TSV row with fewer or more fields than the header is malformed, not a missing column."""
+    extra = row.get(None)  # csv.DictReader puts surplus fields under the key None
+    short = [k for k, v in row.items() if k is not None and v is None]
+    if extra or short:
+        count = width + len(extra) if extra else width - len(short)
+        raise AlbertError(
+            f"{path} line {number}: the row has {count} field(s) but the header has {width}; fix that row "
+            "(quote a field that contains the delimiter or a line break)"
+        )
 
 
 def require_columns(path: str | Path, rows: list[tuple[int, dict[str, Any]]], *columns: str) -> None:
