@@ -78,6 +78,7 @@ from albert.checkpoint import read_state_dict
 from albert.config import CONFIG_NAME, SHARE_MODES, AlbertConfig
 from albert.errors import AlbertError
 from albert.modeling import AlbertForPreTraining, AlbertModel
+from albert.paths import check_output
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 VOCAB_FILE = "vocab.txt"
@@ -573,7 +574,8 @@ def copy_tokenizer(teacher_dir: Path, output_dir: Path) -> list[str]:
 
 
 def _check_output(output_dir: Path) -> None:
-    """Never overwrite: the output must be new or an empty directory."""
+    """Never overwrite: the output must be new or an empty directory, in a writable place."""
+    check_output(output_dir, directory=True)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise AlbertError(
             f"output {output_dir} already exists and is not empty; choose a new --output directory"

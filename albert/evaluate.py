@@ -62,7 +62,9 @@ def evaluate(
 
     name = resolve_task(model, task)
     loaded = load_model(name, model, tokenizer, runtime)
-    task_obj = get_task(name, loaded.task_options(**option_overrides))
+    options = loaded.task_options(**option_overrides)
+    options.check()
+    task_obj = get_task(name, options)
     task_obj.restore_labels(loaded.config)
     examples = task_obj.read(data)
     task_obj.check_labels(examples, data)
@@ -133,6 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from albert.finetune import given_task_options
 
+    if args.batch_size < 1:
+        raise AlbertError(f"--batch-size must be at least 1, not {args.batch_size}")
     overrides = given_task_options(args)
     metrics = evaluate(
         args.model, args.data, args.task, args.tokenizer, args.runtime, args.batch_size, **overrides

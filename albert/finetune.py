@@ -91,8 +91,14 @@ class FinetuneConfig:
             problems.append(f"unknown task {self.task!r} (choose one of: {', '.join(TASKS)})")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             problems.append("--epochs and --batch-size must be at least 1")
-        if not self.learning_rate > 0:
-            problems.append(f"--learning-rate must be positive, not {self.learning_rate}")
+        if not 0 < self.learning_rate < math.inf:
+            problems.append(f"--learning-rate must be positive and finite, not {self.learning_rate}")
+        if not 0 <= self.weight_decay < math.inf:
+            problems.append(f"--weight-decay must be >= 0, not {self.weight_decay}")
+        if self.logging_steps < 1:
+            problems.append(f"--logging-steps must be at least 1, not {self.logging_steps}")
+        if self.seed < 0:
+            problems.append(f"--seed must be >= 0, not {self.seed}")
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
         if not 0 < self.layerwise_lr_decay <= 1:
@@ -105,10 +111,9 @@ class FinetuneConfig:
             problems.append(f"--distill-alpha must be in [0, 1], not {self.distill_alpha}")
         if not self.distill_temperature > 0:
             problems.append(f"--distill-temperature must be positive, not {self.distill_temperature}")
-        if self.task_options.max_seq_length < 8:
-            problems.append(f"--max-seq-length must be at least 8, not {self.task_options.max_seq_length}")
         if problems:
             raise AlbertError("; ".join(problems))
+        self.task_options.check()
         check_output(self.output, directory=True)
         if Path(self.model).is_dir() and Path(self.output).resolve() == Path(self.model).resolve():
             if not self.overwrite:

@@ -190,6 +190,8 @@ class Pipeline:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.batch_size = batch_size
+        if max_seq_length is not None and max_seq_length < 8:
+            raise AlbertError(f"--max-seq-length must be at least 8, not {max_seq_length}")
         self.options = loaded.task_options(max_seq_length=max_seq_length)
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:

@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     items = read_inputs(args)
     pipe = pipeline(args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length)
     kwargs: dict[str, Any] = {}
+    if args.top_k is not None and args.top_k < (1 if args.task == "fill-mask" else 0):
+        raise AlbertError(f"--top-k must be at least {1 if args.task == 'fill-mask' else 0}, not {args.top_k}")
     if args.task in ("text-classification", "fill-mask") and args.top_k is not None:
         kwargs["top_k"] = args.top_k
     if args.task == "feature-extraction":

@@ -39,6 +39,7 @@ from albert.config import PRESETS
 from albert.errors import AlbertError
 from albert.modeling import AlbertForPreTraining
 from albert.optim import build_optimizer, linear_warmup_decay
+from albert.paths import check_output
 from albert.training import (
     PRECISIONS,
     CheckpointDirectory,
@@ -133,6 +134,7 @@ class PretrainConfig:
             raise AlbertError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.max_nan_steps < 0:
             raise AlbertError("--max-nan-steps must be >= 0")
+        check_output(self.output, directory=True)
 
 
 # ----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -57,6 +58,19 @@ class TaskOptions:
     def from_dict(cls, data: dict[str, Any]) -> TaskOptions:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def check(self) -> None:
+        """Raise one AlbertError naming every option out of range (before any data is read)."""
+        at_least = {"max_seq_length": 8, "doc_stride": 1, "max_query_length": 1, "n_best": 1, "max_answer_length": 1}
+        problems = [
+            f"--{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}"
+            for name, low in at_least.items()
+            if getattr(self, name) < low
+        ]
+        if not math.isfinite(self.null_score_diff_threshold):
+            problems.append(f"--null-score-diff-threshold must be a finite number, not {self.null_score_diff_threshold}")
+        if problems:
+            raise AlbertError("; ".join(problems))
 
 
 class Task:
