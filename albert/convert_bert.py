@@ -617,9 +617,9 @@ def convert_bert(
     `probe_texts` (default: 64 paragraphs of the bundled corpus) are used to choose
     `init="best"` and to report how close the student's last hidden state is to the teacher's.
     """
-    teacher = read_teacher(teacher_dir)
     output = Path(output_dir).expanduser()
     _check_output(output)
+    teacher = read_teacher(teacher_dir)
     config = student_config(teacher, embedding_size, share, num_hidden_layers)
     init = parse_init(init, teacher.num_layers)
     factorisation = factorise_embeddings(teacher, embedding_size)

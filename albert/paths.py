@@ -64,8 +64,7 @@ def save_guard(target: str | os.PathLike, kept: str = "") -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and e.filename:
-            target = e.filename
+        target = e.filename or target  # the exact file, where the OS says which
         reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
         advice = "free some space and run again" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the path"
         tail = f"; {kept}" if kept else ""

@@ -344,7 +344,13 @@ class FillMaskPipeline(Pipeline):
         mask_id = self.tokenizer.mask_token_id
         for i, ids in enumerate(encoded["input_ids"]):
             if mask_id not in ids:
-                raise AlbertError(f"input {i} has no {self.tokenizer.mask_token} token: {texts[i][:80]!r}")
+                where = (
+                    f"its {self.tokenizer.mask_token} lies past the first {self.options.max_seq_length} tokens, "
+                    "which are all the model reads; shorten the text or raise --max-seq-length"
+                    if mask_id in self.tokenizer(texts[i])["input_ids"]
+                    else f"it has no {self.tokenizer.mask_token} token"
+                )
+                raise AlbertError(f"input {i}: {where}: {texts[i][:80]!r}")
         outputs = self._run(self._features(encoded), ("logits",), ("logits",))
         results = []
         for ids, output in zip(encoded["input_ids"], outputs, strict=True):
