@@ -361,10 +361,15 @@ def export_model_dir(
     check_output(output, directory=False)
     model = cls.from_pretrained(model_dir)
     output.parent.mkdir(parents=True, exist_ok=True)
-    kept = f"the earlier {output.name} and its files are intact" if output.exists() else "nothing was replaced"
+    kept = (
+        f"the earlier {output.name} and its files are intact" if output.exists() else "nothing was replaced"
+    )
     # every file is written into a staging directory first and moved into place only when all
     # are complete: a full disk leaves the earlier export whole, never a mix of two
-    with save_guard(output, kept), tempfile.TemporaryDirectory(dir=output.parent, prefix=".albert-export-") as work:
+    with (
+        save_guard(output, kept),
+        tempfile.TemporaryDirectory(dir=output.parent, prefix=".albert-export-") as work,
+    ):
         staging = Path(work)
         export_onnx(model, staging / output.name, int8=int8)
         (staging / CONFIG_NAME).write_text(model.config.to_json_string(), encoding="utf-8")

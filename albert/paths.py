@@ -42,7 +42,9 @@ def check_output(path: str | os.PathLike, *, directory: bool, flag: str = "--out
     if not str(path).strip():
         raise AlbertError(f"{flag} is empty; pass a path")
     if directory and target.exists() and not target.is_dir():
-        raise AlbertError(f"{flag} {target} is a file; pass a directory path (a new one, or its own earlier output)")
+        raise AlbertError(
+            f"{flag} {target} is a file; pass a directory path (a new one, or its own earlier output)"
+        )
     if not directory and target.is_dir():
         raise AlbertError(f"{flag} {target} is a directory; pass a file path")
     where = target if directory and target.is_dir() else _existing_ancestor(target, flag)
@@ -66,6 +68,8 @@ def save_guard(target: str | os.PathLike, kept: str = "") -> Iterator[None]:
     except OSError as e:
         target = e.filename or target  # the exact file, where the OS says which
         reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
-        advice = "free some space and run again" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the path"
+        advice = (
+            "free some space and run again" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the path"
+        )
         tail = f"; {kept}" if kept else ""
         raise AlbertError(f"could not write {target} ({reason}){tail}; {advice}") from None

@@ -172,7 +172,9 @@ def check_head(task: str, architectures: list[str] | None, model: str | Path) ->
     fix = f"use --task {own}" if own else "pass a model with that head"
     if task not in ("fill-mask", "feature-extraction"):
         fix += f", or fine-tune it for {task} with `albert finetune --task {task}`"
-    raise AlbertError(f"{model} is a {own or 'different'} model ({architectures[0]}), not a {task} model; {fix}")
+    raise AlbertError(
+        f"{model} is a {own or 'different'} model ({architectures[0]}), not a {task} model; {fix}"
+    )
 
 
 # ----------------------------------------------------------------------------------------

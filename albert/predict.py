@@ -43,7 +43,9 @@ def _json_line(line: str, source: str, number: int) -> Any:
             "if the input is plain text"
         ) from None
     if not isinstance(value, (dict, str)):
-        raise AlbertError(f"{source} line {number}: expected a JSON object or string, got {line.strip()[:60]!r}")
+        raise AlbertError(
+            f"{source} line {number}: expected a JSON object or string, got {line.strip()[:60]!r}"
+        )
     return value
 
 
@@ -144,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     pipe = pipeline(args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length)
     kwargs: dict[str, Any] = {}
     if args.top_k is not None and args.top_k < (1 if args.task == "fill-mask" else 0):
-        raise AlbertError(f"--top-k must be at least {1 if args.task == 'fill-mask' else 0}, not {args.top_k}")
+        raise AlbertError(
+            f"--top-k must be at least {1 if args.task == 'fill-mask' else 0}, not {args.top_k}"
+        )
     if args.task in ("text-classification", "fill-mask") and args.top_k is not None:
         kwargs["top_k"] = args.top_k
     if args.task == "feature-extraction":

@@ -63,6 +63,8 @@ CHECKPOINTS = {  # the model directory -> what the message says
     "wrong_shape": "does not fit",
 }
 
+# a table, one row per line: kept out of the formatter
+# fmt: off
 ROWS = [
     # checkpoints that cannot be used, for every command that loads one
     *[Row(f"predict-{k}", f"{PREDICT} --model {{{k}}} hi", m) for k, m in CHECKPOINTS.items()],
@@ -164,7 +166,14 @@ ROWS = [
     ]],
     Row("convert-bert-missing-teacher", "convert-bert --teacher {missing} --output {new}", "."),
 ]
-SUBPROCESS_ROWS = ["predict-missing", "export-proc", "data-binary", "finetune-short-row", "predict--batch-size1.5"]
+# fmt: on
+SUBPROCESS_ROWS = [
+    "predict-missing",
+    "export-proc",
+    "data-binary",
+    "finetune-short-row",
+    "predict--batch-size1.5",
+]
 
 
 # ----------------------------------------------------------------------------------------
@@ -202,11 +211,17 @@ def world(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path, tiny_co
         other_text = "".join(line for i, line in itertools.islice(enumerate(f), 1500) if i >= 1000)
     other = _tokenizer_from(other_text, root / "other", 300)  # another vocabulary, smaller than the model's
     w["other_tok"] = other
-    w["classifier"] = save_tiny("AlbertForSequenceClassification", tiny_config, tokenizer_dir, root / "classifier",
-                                id2label={0: "0", 1: "1"})
+    w["classifier"] = save_tiny(
+        "AlbertForSequenceClassification",
+        tiny_config,
+        tokenizer_dir,
+        root / "classifier",
+        id2label={0: "0", 1: "1"},
+    )
     w["pretrained"] = save_tiny("AlbertForPreTraining", tiny_config, tokenizer_dir, root / "pretrained")
-    w["small_vocab"] = save_tiny("AlbertForSequenceClassification", tiny_config, tokenizer_dir, root / "small_vocab",
-                                 vocab_size=200)
+    w["small_vocab"] = save_tiny(
+        "AlbertForSequenceClassification", tiny_config, tokenizer_dir, root / "small_vocab", vocab_size=200
+    )
     (root / "empty_dir").mkdir()
     w["empty_dir"] = root / "empty_dir"
     for name in ("corrupt", "truncated", "evil_pickle", "wrong_shape"):
@@ -234,16 +249,27 @@ def world(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path, tiny_co
     (root / "binary.bin").write_bytes(bytes(range(256)) * 400)
     (root / "afile.txt").write_text("I am a file\n", encoding="utf-8")
     files = {
-        "short_row": "short_row.csv", "long_row": "long_row.csv", "empty_csv": "empty.csv", "empty_txt": "empty.txt",
-        "latin1_txt": "latin1.txt", "latin1_csv": "latin1.csv", "braces": "braces", "numbers_jsonl": "numbers.jsonl",
-        "binary": "binary.bin", "afile": "afile.txt",
+        "short_row": "short_row.csv",
+        "long_row": "long_row.csv",
+        "empty_csv": "empty.csv",
+        "empty_txt": "empty.txt",
+        "latin1_txt": "latin1.txt",
+        "latin1_csv": "latin1.csv",
+        "braces": "braces",
+        "numbers_jsonl": "numbers.jsonl",
+        "binary": "binary.bin",
+        "afile": "afile.txt",
     }
     w.update({name: root / file for name, file in files.items()})
-    sentences = "\n\n".join(f"Emma walked to town number {i}. She bought some bread. Then she went home." for i in range(40))
+    sentences = "\n\n".join(
+        f"Emma walked to town number {i}. She bought some bread. Then she went home." for i in range(40)
+    )
     (root / "corpus.txt").write_text(sentences + "\n", encoding="utf-8")
     w["corpus"] = root / "corpus.txt"
     w["data"] = root / "data"
-    build_pretraining_data(tokenizer_dir, [w["corpus"]], w["data"], max_seq_length=32, dupe_factor=1, progress=False)
+    build_pretraining_data(
+        tokenizer_dir, [w["corpus"]], w["data"], max_seq_length=32, dupe_factor=1, progress=False
+    )
     (w["data"] / "notes.txt").write_text("my notes, not albert's\n", encoding="utf-8")
     (root / "run").mkdir()
     (root / "run" / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n", encoding="utf-8")
@@ -304,4 +330,3 @@ def test_bad_input_in_a_fresh_interpreter(row_id: str, world: dict[str, Any]) ->
     )
     assert_one_line_error(done.returncode, done.stderr, row.message)
     assert snapshot(world["root"]) == before
-

@@ -43,7 +43,11 @@ def digest(path: Path) -> str:
 
 def leftovers(directory: Path) -> list[str]:
     """Temporary files or staging directories a failed save may have left."""
-    return [p.name for p in directory.rglob("*") if p.name.endswith(".tmp") or p.name.startswith((".best", ".albert-"))]
+    return [
+        p.name
+        for p in directory.rglob("*")
+        if p.name.endswith(".tmp") or p.name.startswith((".best", ".albert-"))
+    ]
 
 
 def full_disk_on(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:
@@ -151,7 +155,9 @@ def test_strided_windows_see_every_word_first_subword(tokenizer) -> None:
 
 TEXT = st.one_of(
     st.text(max_size=200),
-    st.text(alphabet=st.characters(codec="utf-8", categories=["Cc", "Cf", "Zs", "Zl", "Zp", "Mn"]), max_size=50),
+    st.text(
+        alphabet=st.characters(codec="utf-8", categories=["Cc", "Cf", "Zs", "Zl", "Zp", "Mn"]), max_size=50
+    ),
     st.builds(lambda piece, times: piece * times, st.text(min_size=1, max_size=12), st.integers(20, 200)),
 )
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -168,7 +174,9 @@ def pipelines(tiny_config, tokenizer_dir, tmp_path_factory) -> dict[str, Any]:
         "feature-extraction": ("AlbertModel", {}),
     }
     return {
-        task: albert.pipeline(task, save_tiny(head, tiny_config, tokenizer_dir, root / head, **extra), max_seq_length=32)
+        task: albert.pipeline(
+            task, save_tiny(head, tiny_config, tokenizer_dir, root / head, **extra), max_seq_length=32
+        )
         for task, (head, extra) in heads.items()
     }
 
@@ -202,7 +210,9 @@ def test_predict_cli_answers_every_line(classifier_dir, tmp_path, capsys, lines:
     lines = ["".join(c for c in line if c not in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029") for line in lines]
     source = tmp_path / "lines.txt"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    status = main(["predict", "--task", "text-classification", "--model", str(classifier_dir), "--input", str(source)])
+    status = main(
+        ["predict", "--task", "text-classification", "--model", str(classifier_dir), "--input", str(source)]
+    )
     out = capsys.readouterr().out.splitlines()
     assert status == 0 and len(out) == len(lines)
     assert [json.loads(o) is None for o in out] == [not line.strip() for line in lines]
@@ -217,13 +227,19 @@ def test_stale_staging_of_the_same_output_is_removed(tokenizer_dir, tmp_path) ->
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join("One sentence here. Another one there." for _ in range(30)) + "\n")
-    stale = [tmp_path / ".data.partial-999999999-abc", tmp_path / ".data.partial-k2j_x", tmp_path / ".data.old-999999999"]
+    stale = [
+        tmp_path / ".data.partial-999999999-abc",
+        tmp_path / ".data.partial-k2j_x",
+        tmp_path / ".data.old-999999999",
+    ]
     live = tmp_path / f".data.partial-{os.getppid()}-run"  # a running process's staging stays
     other = tmp_path / ".other.partial-999999999-abc"  # another output's staging is not ours
     for path in [*stale, live, other]:
         path.mkdir()
         (path / "shard-00000.input_ids.bin").write_bytes(b"x")
-    build_pretraining_data(tokenizer_dir, [corpus], tmp_path / "data", max_seq_length=32, dupe_factor=1, progress=False)
+    build_pretraining_data(
+        tokenizer_dir, [corpus], tmp_path / "data", max_seq_length=32, dupe_factor=1, progress=False
+    )
     assert not any(p.exists() for p in stale) and live.exists() and other.exists()
     assert (tmp_path / "data" / "manifest.json").is_file()
 
@@ -250,7 +266,9 @@ def test_finetune_onto_its_own_model_needs_overwrite(
 def test_evaluate_json_has_no_bare_nan() -> None:
     from albert.evaluate import strict_json
 
-    out = strict_json({"task": "x", "pearson": math.nan, "per_type": {"PER": {"f1": math.inf}}, "accuracy": 0.5})
+    out = strict_json(
+        {"task": "x", "pearson": math.nan, "per_type": {"PER": {"f1": math.inf}}, "accuracy": 0.5}
+    )
     text = json.dumps(out, allow_nan=False)
     assert json.loads(text)["pearson"] is None and out["per_type"]["PER"]["f1"] is None
     assert set(out["null_because"]) == {"pearson", "per_type.PER.f1"} and out["accuracy"] == 0.5
@@ -262,8 +280,12 @@ def test_evaluate_reports_the_checkpoint_step(pretraining_dir, tokenizer_dir, tm
     checkpoint = tmp_path / "checkpoints" / "step-6"
     shutil.copytree(pretraining_dir, checkpoint)
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n\n".join("Emma walked to town. She bought bread. Then home." for _ in range(30)) + "\n")
-    build_pretraining_data(tokenizer_dir, [corpus], tmp_path / "data", max_seq_length=32, dupe_factor=1, progress=False)
+    corpus.write_text(
+        "\n\n".join("Emma walked to town. She bought bread. Then home." for _ in range(30)) + "\n"
+    )
+    build_pretraining_data(
+        tokenizer_dir, [corpus], tmp_path / "data", max_seq_length=32, dupe_factor=1, progress=False
+    )
     argv = ["evaluate", "--model", str(checkpoint), "--data", str(tmp_path / "data")]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["step"] == 6  # from the name

@@ -56,9 +56,9 @@ def test_text_lines_starting_with_a_brace_stay_text(classifier_dir, tmp_path, ca
     assert cli_json_lines(capsys, *base, "--input", str(as_json)) == cli_json_lines(
         capsys, *base, json.dumps({"text": "a"})
     )
-    assert cli_json_lines(capsys, *base, "--input", str(as_json), "--input-format", "jsonl") == cli_json_lines(
-        capsys, *base, "a"
-    )
+    assert cli_json_lines(
+        capsys, *base, "--input", str(as_json), "--input-format", "jsonl"
+    ) == cli_json_lines(capsys, *base, "a")
 
 
 def test_text_pairs_from_jsonl(classifier_dir, tmp_path, capsys):

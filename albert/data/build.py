@@ -246,7 +246,9 @@ def remove_stale_staging(output: Path) -> None:
     `.NAME.old-PID` retired directories whose process is gone (older staging names carry no
     process id and are stale too). A live run's directories are left alone."""
     for path in output.parent.glob(f".{glob.escape(output.name)}.*"):
-        match = re.fullmatch(rf"\.{re.escape(output.name)}\.(?:partial|old)-(?:(\d+)(?:-.*)?|[^-]*)", path.name)
+        match = re.fullmatch(
+            rf"\.{re.escape(output.name)}\.(?:partial|old)-(?:(\d+)(?:-.*)?|[^-]*)", path.name
+        )
         if match and path.is_dir() and not (match.group(1) and _process_alive(int(match.group(1)))):
             shutil.rmtree(path, ignore_errors=True)
 

@@ -60,7 +60,9 @@ def check_same_tokenizer(tokenizer_dir: str | Path, model_dir: str | Path, flag:
     from albert.tokenization import SPM_FILE, VOCAB_FILE
 
     tokenizer_root, model_root = Path(tokenizer_dir), Path(model_dir)
-    both = [any((root / n).is_file() for n in (SPM_FILE, VOCAB_FILE)) for root in (tokenizer_root, model_root)]
+    both = [
+        any((root / n).is_file() for n in (SPM_FILE, VOCAB_FILE)) for root in (tokenizer_root, model_root)
+    ]
     if not all(both) or tokenizer_root.resolve() == model_root.resolve():
         return  # nothing to compare (a missing tokenizer is reported where it is loaded)
     given, own = tokenizer_fingerprint(tokenizer_root), tokenizer_fingerprint(model_root)

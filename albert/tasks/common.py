@@ -61,14 +61,22 @@ class TaskOptions:
 
     def check(self) -> None:
         """Raise one AlbertError naming every option out of range (before any data is read)."""
-        at_least = {"max_seq_length": 8, "doc_stride": 1, "max_query_length": 1, "n_best": 1, "max_answer_length": 1}
+        at_least = {
+            "max_seq_length": 8,
+            "doc_stride": 1,
+            "max_query_length": 1,
+            "n_best": 1,
+            "max_answer_length": 1,
+        }
         problems = [
             f"--{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}"
             for name, low in at_least.items()
             if getattr(self, name) < low
         ]
         if not math.isfinite(self.null_score_diff_threshold):
-            problems.append(f"--null-score-diff-threshold must be a finite number, not {self.null_score_diff_threshold}")
+            problems.append(
+                f"--null-score-diff-threshold must be a finite number, not {self.null_score_diff_threshold}"
+            )
         if problems:
             raise AlbertError("; ".join(problems))
 
