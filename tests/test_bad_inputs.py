@@ -27,17 +27,8 @@ from typing import Any
 import pytest
 
 # the fixture modules sit next to this file; pytest puts this folder on sys.path
-from test_finetune_fixtures import (  # noqa: F401
-    NER_SENTENCES,
-    one_thread,
-    save_tiny,
-    sentiment_rows,
-    tiny_config,
-    tokenizer,
-    tokenizer_dir,
-    write_conll,
-    write_csv,
-)
+import test_finetune_fixtures as fx
+from test_finetune_fixtures import one_thread, tiny_config, tokenizer, tokenizer_dir  # noqa: F401
 
 from albert.cli import main
 
@@ -211,15 +202,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path, tiny_co
         other_text = "".join(line for i, line in itertools.islice(enumerate(f), 1500) if i >= 1000)
     other = _tokenizer_from(other_text, root / "other", 300)  # another vocabulary, smaller than the model's
     w["other_tok"] = other
-    w["classifier"] = save_tiny(
+    w["classifier"] = fx.save_tiny(
         "AlbertForSequenceClassification",
         tiny_config,
         tokenizer_dir,
         root / "classifier",
         id2label={0: "0", 1: "1"},
     )
-    w["pretrained"] = save_tiny("AlbertForPreTraining", tiny_config, tokenizer_dir, root / "pretrained")
-    w["small_vocab"] = save_tiny(
+    w["pretrained"] = fx.save_tiny("AlbertForPreTraining", tiny_config, tokenizer_dir, root / "pretrained")
+    w["small_vocab"] = fx.save_tiny(
         "AlbertForSequenceClassification", tiny_config, tokenizer_dir, root / "small_vocab", vocab_size=200
     )
     (root / "empty_dir").mkdir()
@@ -235,9 +226,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path, tiny_co
     config = json.loads((root / "wrong_shape" / "config.json").read_text())
     (root / "wrong_shape" / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
 
-    w["train"] = write_csv(root / "train.csv", ["label", "text"], sentiment_rows(16, 0))
-    w["dev"] = write_csv(root / "dev.csv", ["label", "text"], sentiment_rows(8, 1))
-    w["conll"] = write_conll(root / "dev.conll", NER_SENTENCES)
+    w["train"] = fx.write_csv(root / "train.csv", ["label", "text"], fx.sentiment_rows(16, 0))
+    w["dev"] = fx.write_csv(root / "dev.csv", ["label", "text"], fx.sentiment_rows(8, 1))
+    w["conll"] = fx.write_conll(root / "dev.conll", fx.NER_SENTENCES)
     (root / "short_row.csv").write_text("label,text\n1,good film\n0\n", encoding="utf-8")
     (root / "long_row.csv").write_text("label,text\n1,good, film\n", encoding="utf-8")
     (root / "empty.csv").write_text("", encoding="utf-8")
