@@ -346,13 +346,13 @@ class FillMaskPipeline(Pipeline):
         mask_id = self.tokenizer.mask_token_id
         for i, ids in enumerate(encoded["input_ids"]):
             if mask_id not in ids:
-                where = (
-                    f"its {self.tokenizer.mask_token} lies past the first {self.options.max_seq_length} tokens, "
+                problem = (
+                    f": its {self.tokenizer.mask_token} lies past the first {self.options.max_seq_length} tokens, "
                     "which are all the model reads; shorten the text or raise --max-seq-length"
                     if mask_id in self.tokenizer(texts[i])["input_ids"]
-                    else f"it has no {self.tokenizer.mask_token} token"
+                    else f" has no {self.tokenizer.mask_token} token"
                 )
-                raise AlbertError(f"input {i}: {where}: {texts[i][:80]!r}")
+                raise AlbertError(f"input {i}{problem}: {texts[i][:80]!r}")
         outputs = self._run(self._features(encoded), ("logits",), ("logits",))
         results = []
         for ids, output in zip(encoded["input_ids"], outputs, strict=True):
