@@ -78,6 +78,7 @@ from albert.checkpoint import read_state_dict
 from albert.config import CONFIG_NAME, SHARE_MODES, AlbertConfig
 from albert.errors import AlbertError
 from albert.modeling import AlbertForPreTraining, AlbertModel
+from albert.paths import check_output
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 VOCAB_FILE = "vocab.txt"
@@ -573,7 +574,8 @@ def copy_tokenizer(teacher_dir: Path, output_dir: Path) -> list[str]:
 
 
 def _check_output(output_dir: Path) -> None:
-    """Never overwrite: the output must be new or an empty directory."""
+    """Never overwrite: the output must be new or an empty directory, in a writable place."""
+    check_output(output_dir, directory=True)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise AlbertError(
             f"output {output_dir} already exists and is not empty; choose a new --output directory"
@@ -615,14 +617,18 @@ def convert_bert(
     `probe_texts` (default: 64 paragraphs of the bundled corpus) are used to choose
     `init="best"` and to report how close the student's last hidden state is to the teacher's.
     """
-    teacher = read_teacher(teacher_dir)
     output = Path(output_dir).expanduser()
     _check_output(output)
+    teacher = read_teacher(teacher_dir)
     config = student_config(teacher, embedding_size, share, num_hidden_layers)
     init = parse_init(init, teacher.num_layers)
     factorisation = factorise_embeddings(teacher, embedding_size)
 
-    batch = probe_batch(teacher.directory, probe_texts if probe_texts is not None else default_probe_texts())
+    # probe within the teacher's limits: a BERT with fewer than 128 positions converts too
+    probe_length = min(128, int(teacher.config.get("max_position_embeddings", 512)))
+    batch = probe_batch(
+        teacher.directory, probe_texts if probe_texts is not None else default_probe_texts(), probe_length
+    )
     with torch.no_grad():
         reference = teacher_reference(teacher)(**batch).last_hidden_state
     candidates: dict[str, dict[str, float]] = {}

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +60,12 @@ def evaluate(
     if Path(data).is_dir() and (Path(data) / "manifest.json").is_file():
         from albert.train.pretraining import evaluate_pretraining
 
-        return evaluate_pretraining(model, data, batch_size=batch_size)
+        return {**evaluate_pretraining(model, data, batch_size=batch_size), "step": checkpoint_step(model)}
     name = resolve_task(model, task)
     loaded = load_model(name, model, tokenizer, runtime)
-    task_obj = get_task(name, loaded.task_options(**option_overrides))
+    options = loaded.task_options(**option_overrides)
+    options.check()
+    task_obj = get_task(name, options)
     task_obj.restore_labels(loaded.config)
     examples = task_obj.read(data)
     task_obj.check_labels(examples, data)
@@ -70,6 +74,44 @@ def evaluate(
         loaded.runner, features, batch_size, loaded.tokenizer.pad_token_id, task_obj.sequence_outputs
     )
     return {"task": name, "examples": len(examples), **task_obj.metrics(examples, features, outputs)}
+
+
+def checkpoint_step(model: str | Path) -> int | None:
+    """The step a pretraining checkpoint was saved at: its trainer state, else a `step-N` name."""
+    from albert.train.loop import STATE_FILE
+
+    try:
+        return int(json.loads((Path(model) / STATE_FILE).read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        match = re.fullmatch(r"step-(\d+)", Path(model).name)
+        return int(match.group(1)) if match else None
+
+
+NULL_REASONS = {
+    "nan": "undefined (NaN): e.g. a correlation or MCC over constant predictions or labels, or a model "
+    "whose outputs are not finite",
+    "inf": "infinite: the loss overflowed (the model puts no probability on the right answers)",
+}
+
+
+def strict_json(metrics: dict[str, Any]) -> dict[str, Any]:
+    """`metrics` as valid JSON: NaN and infinities become null, and `null_because` says why."""
+    reasons: dict[str, str] = {}
+
+    def clean(value: Any, key: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            reasons[key] = NULL_REASONS["nan" if math.isnan(value) else "inf"]
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean(metrics, "")
+    if "step" in metrics and metrics["step"] is None:
+        reasons["step"] = "unknown: the checkpoint has no trainer state and no step-N name"
+    return {**cleaned, "null_because": reasons} if reasons else cleaned
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,9 +132,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise AlbertError(f"--batch-size must be at least 1, not {args.batch_size}")
     overrides = given_task_options(args)
     metrics = evaluate(
         args.model, args.data, args.task, args.tokenizer, args.runtime, args.batch_size, **overrides
     )
-    print(json.dumps(metrics))
+    print(json.dumps(strict_json(metrics), allow_nan=False))
     return 0

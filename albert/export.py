@@ -44,6 +44,7 @@ from albert.config import CONFIG_NAME, AlbertConfig
 from albert.errors import AlbertError
 from albert.hub import weights_directory
 from albert.modeling import MODEL_CLASSES, AlbertPreTrainedModel
+from albert.paths import check_output, save_guard
 from albert.tokenization import SPM_FILE, VOCAB_FILE, AlbertTokenizer
 
 logger = logging.getLogger("albert")
@@ -320,6 +321,10 @@ def find_tokenizer(model_dir: Path, tokenizer_dir: Path | None, vocab_size: int)
             model_dir,
         )
         return None
+    if tokenizer_dir is not None:
+        from albert.data.shards import check_same_tokenizer
+
+        check_same_tokenizer(tokenizer_dir, model_dir)
     tokenizer = AlbertTokenizer.from_pretrained(source)
     if len(tokenizer) > vocab_size:
         raise AlbertError(
@@ -347,20 +352,32 @@ def export_model_dir(
     output = Path(output)
     if output.suffix != ".onnx":
         output = output / ("model_int8.onnx" if int8 else "model.onnx")
+    check_output(output, directory=False)
     model = cls.from_pretrained(model_dir)
-    export_onnx(model, output, int8=int8)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    kept = (
+        f"the earlier {output.name} and its files are intact" if output.exists() else "nothing was replaced"
+    )
+    # every file is written into a staging directory first and moved into place only when all
+    # are complete: a full disk leaves the earlier export whole, never a mix of two
+    with (
+        save_guard(output, kept),
+        tempfile.TemporaryDirectory(dir=output.parent, prefix=".albert-export-") as work,
+    ):
+        staging = Path(work)
+        export_onnx(model, staging / output.name, int8=int8)
+        (staging / CONFIG_NAME).write_text(model.config.to_json_string(), encoding="utf-8")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        for name in SIDE_FILES:
+            if (model_dir / name).is_file() and model_dir.resolve() != output.parent.resolve():
+                (staging / name).write_bytes((model_dir / name).read_bytes())
+        for path in staging.iterdir():
+            os.replace(path, output.parent / path.name)
     parameter_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
     logger.info(
         "%s: %.1f MB for %.1f MB of fp32 parameters", output.name, output.stat().st_size / 1e6, parameter_mb
     )
-    config_text = model.config.to_json_string()
-    atomic_write(output.parent / CONFIG_NAME, lambda tmp: tmp.write_text(config_text, encoding="utf-8"))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(output.parent)
-    for name in SIDE_FILES:
-        if (model_dir / name).is_file() and model_dir.resolve() != output.parent.resolve():
-            data = (model_dir / name).read_bytes()
-            atomic_write(output.parent / name, lambda tmp, data=data: tmp.write_bytes(data))
     return output
 
 

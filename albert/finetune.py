@@ -43,6 +43,7 @@ from typing import Any
 
 from albert.errors import AlbertError
 from albert.hub import resolve
+from albert.paths import check_output, save_guard
 from albert.tasks import TASKS, get_task
 from albert.tasks.common import (
     Task,
@@ -83,6 +84,7 @@ class FinetuneConfig:
     teacher: str | None = None  # a model fine-tuned on the same task and labels, to distil from
     distill_alpha: float = 0.5  # weight of the teacher's soft targets (1 - alpha: the labels)
     distill_temperature: float = 2.0
+    overwrite: bool = False  # allow --output to be the --model directory (replaced by the best epoch)
     task_options: TaskOptions = field(default_factory=TaskOptions)
 
     def check(self) -> None:
@@ -91,8 +93,14 @@ class FinetuneConfig:
             problems.append(f"unknown task {self.task!r} (choose one of: {', '.join(TASKS)})")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             problems.append("--epochs and --batch-size must be at least 1")
-        if not self.learning_rate > 0:
-            problems.append(f"--learning-rate must be positive, not {self.learning_rate}")
+        if not 0 < self.learning_rate < math.inf:
+            problems.append(f"--learning-rate must be positive and finite, not {self.learning_rate}")
+        if not 0 <= self.weight_decay < math.inf:
+            problems.append(f"--weight-decay must be >= 0, not {self.weight_decay}")
+        if self.logging_steps < 1:
+            problems.append(f"--logging-steps must be at least 1, not {self.logging_steps}")
+        if self.seed < 0:
+            problems.append(f"--seed must be >= 0, not {self.seed}")
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
         if not 0 < self.layerwise_lr_decay <= 1:
@@ -105,10 +113,16 @@ class FinetuneConfig:
             problems.append(f"--distill-alpha must be in [0, 1], not {self.distill_alpha}")
         if not self.distill_temperature > 0:
             problems.append(f"--distill-temperature must be positive, not {self.distill_temperature}")
-        if self.task_options.max_seq_length < 8:
-            problems.append(f"--max-seq-length must be at least 8, not {self.task_options.max_seq_length}")
         if problems:
             raise AlbertError("; ".join(problems))
+        self.task_options.check()
+        check_output(self.output, directory=True)
+        if Path(self.model).is_dir() and Path(self.output).resolve() == Path(self.model).resolve():
+            if not self.overwrite:
+                raise AlbertError(
+                    f"--output {self.output} is the --model directory: fine-tuning would overwrite the model "
+                    "it starts from; choose another --output, or pass --overwrite to replace it"
+                )
 
 
 # ----------------------------------------------------------------------------------------
@@ -117,6 +131,9 @@ class FinetuneConfig:
 
 def load_tokenizer(config: FinetuneConfig) -> AlbertTokenizer:
     if config.tokenizer is not None:
+        from albert.data.shards import check_same_tokenizer
+
+        check_same_tokenizer(config.tokenizer, config.model)
         return AlbertTokenizer.from_pretrained(config.tokenizer)
     model_path = resolve(config.model).directory
     if model_path is not None and (
@@ -287,9 +304,15 @@ def save_best(model: Any, tokenizer: Any, output: Path, args: dict[str, Any]) ->
     move each file into `output` with an atomic rename: no file is ever half written."""
     staging = output / ".best.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / FINETUNE_ARGS).write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+    kept = f"the previous best checkpoint in {output} is intact" if (output / "config.json").is_file() else ""
+    try:
+        with save_guard(staging, kept):
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            (staging / FINETUNE_ARGS).write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+    finally:
+        if not (staging / FINETUNE_ARGS).is_file():  # failed part-way: nothing half-written stays
+            shutil.rmtree(staging, ignore_errors=True)
     for path in staging.iterdir():
         os.replace(path, output / path.name)
     staging.rmdir()
@@ -510,6 +533,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model directory's)")
     parser.add_argument("--output", required=True, help="output directory (holds the best model)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="allow --output to be the --model directory (it is replaced)"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-batch-size", type=int, default=64)
@@ -567,6 +593,7 @@ def run(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature,
+        overwrite=args.overwrite,
         task_options=TaskOptions.from_dict(given_task_options(args)),
     )
     result = finetune(config)

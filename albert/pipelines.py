@@ -20,6 +20,7 @@ The package exports `pipeline` as `albert.pipeline`; this module is `albert.pipe
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from albert.errors import AlbertError
 from albert.hub import weights_directory
 from albert.tasks.common import Feature, Runner, TaskOptions, run_model
 from albert.tasks.question_answering import QAExample, QuestionAnsweringTask
-from albert.tasks.token_classification import encode_words
+from albert.tasks.token_classification import encode_words, strided_windows
 from albert.tokenization import SPM_FILE, VOCAB_FILE, AlbertTokenizer
 
 if TYPE_CHECKING:  # torch is imported only when the torch runtime is used
@@ -137,14 +138,45 @@ def load_model(
         runner: Runner = onnx_model
         config = dict(onnx_model.config)
     else:
+        from albert.config import AlbertConfig
         from albert.modeling import MODEL_CLASSES
 
         directory = weights_directory(model)
+        check_head(task, AlbertConfig.from_pretrained(directory).architectures, model)
         torch_model = MODEL_CLASSES[TASK_HEADS[task]].from_pretrained(directory).eval()
         runner, config = TorchRunner(torch_model), torch_model.config.to_dict()
+    check_head(task, config.get("architectures"), model)
     tokenizer_dir = Path(tokenizer) if tokenizer is not None else directory
-    return LoadedModel(
-        runner, config, _load_tokenizer(tokenizer_dir), directory, _read_finetune_args(directory)
+    if tokenizer is not None:
+        from albert.data.shards import check_same_tokenizer
+
+        check_same_tokenizer(tokenizer_dir, directory)
+    loaded_tokenizer = _load_tokenizer(tokenizer_dir)
+    vocab_size = int(config.get("vocab_size") or 0)
+    if vocab_size and len(loaded_tokenizer) > vocab_size:
+        raise AlbertError(
+            f"the tokenizer in {tokenizer_dir} has {len(loaded_tokenizer)} pieces but the model's vocab_size is "
+            f"{vocab_size}: ids past it would be out of range; pass the tokenizer the model was trained with"
+        )
+    return LoadedModel(runner, config, loaded_tokenizer, directory, _read_finetune_args(directory))
+
+
+def check_head(task: str, architectures: list[str] | None, model: str | Path) -> None:
+    """Refuse a model whose saved head is not the task's: another head would start random and
+    answer with confident nonsense. An encoder serves any task's features; a model that records
+    no architecture is trusted."""
+    if task == "feature-extraction" or not architectures:
+        return
+    accepted = {TASK_HEADS[task]} | ({"AlbertForPreTraining"} if task == "fill-mask" else set())
+    if accepted & set(architectures):
+        return
+    head_task = {**{head: name for name, head in TASK_HEADS.items()}, "AlbertForPreTraining": "fill-mask"}
+    own = next((head_task[a] for a in architectures if a in head_task), None)
+    fix = f"use --task {own}" if own else "pass a model with that head"
+    if task not in ("fill-mask", "feature-extraction"):
+        fix += f", or fine-tune it for {task} with `albert finetune --task {task}`"
+    raise AlbertError(
+        f"{model} is a {own or 'different'} model ({architectures[0]}), not a {task} model; {fix}"
     )
 
 
@@ -163,6 +195,8 @@ class Pipeline:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.batch_size = batch_size
+        if max_seq_length is not None and max_seq_length < 8:
+            raise AlbertError(f"--max-seq-length must be at least 8, not {max_seq_length}")
         self.options = loaded.task_options(max_seq_length=max_seq_length)
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
@@ -230,7 +264,10 @@ class TextClassificationPipeline(Pipeline):
 
 
 class TokenClassificationPipeline(Pipeline):
-    """Entities per text: `entity_group`, `score`, `word`, `start`, `end` (character offsets)."""
+    """Entities per text: `entity_group`, `score`, `word`, `start`, `end` (character offsets).
+
+    A text longer than `max_seq_length` tokens is run in overlapping windows (`strided_windows`)
+    and every word is tagged from the window that gives it the most context, so nothing is cut."""
 
     task = "token-classification"
 
@@ -238,13 +275,18 @@ class TokenClassificationPipeline(Pipeline):
         texts = [_text(item) for item in items]
         char_level = bool(self.options.char_level)
         words = [postprocess.split_words(text, char_level) for text in texts]
-        features = encode_words(
-            self.tokenizer, [[w for w, _, _ in ws] for ws in words], char_level, self.options.max_seq_length
-        )
-        outputs = self._run(features, ("logits",), ("logits",))
+        whole = encode_words(self.tokenizer, [[w for w, _, _ in ws] for ws in words], char_level, sys.maxsize)
+        windows = [
+            strided_windows(
+                f, self.options.max_seq_length, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+            )
+            for f in whole
+        ]
+        outputs = iter(self._run([w for ws in windows for w in ws], ("logits",), ("logits",)))
         results = []
-        for text, ws, feature, output in zip(texts, words, features, outputs, strict=True):
-            word_logits, seen = postprocess.first_subword(output["logits"], feature["word_ids"], len(ws))
+        for text, ws, text_windows in zip(texts, words, windows, strict=True):
+            pairs = [(next(outputs)["logits"], window["word_ids"]) for window in text_windows]
+            word_logits, seen = postprocess.merge_windows(pairs, len(ws))
             probabilities = postprocess.softmax(word_logits) if len(ws) else np.zeros((0, 1))
             results.append(postprocess.group_entities(text, ws, probabilities, seen, self.loaded.id2label))
         return results
@@ -307,7 +349,13 @@ class FillMaskPipeline(Pipeline):
         mask_id = self.tokenizer.mask_token_id
         for i, ids in enumerate(encoded["input_ids"]):
             if mask_id not in ids:
-                raise AlbertError(f"input {i} has no {self.tokenizer.mask_token} token: {texts[i][:80]!r}")
+                problem = (
+                    f": its {self.tokenizer.mask_token} lies past the first {self.options.max_seq_length} tokens, "
+                    "which are all the model reads; shorten the text or raise --max-seq-length"
+                    if mask_id in self.tokenizer(texts[i])["input_ids"]
+                    else f" has no {self.tokenizer.mask_token} token"
+                )
+                raise AlbertError(f"input {i}{problem}: {texts[i][:80]!r}")
         outputs = self._run(self._features(encoded), ("logits",), ("logits",))
         results = []
         for ids, output in zip(encoded["input_ids"], outputs, strict=True):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from albert.errors import AlbertError
+from albert.paths import check_output
 from albert.train.metrics import read_metrics
 
 METRICS_FILE = "metrics.jsonl"
@@ -58,6 +59,7 @@ DISTILLATION_PANELS = (
 def plot_metrics(run: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """Draw the curves of `run` (a run directory or metrics.jsonl) to `output` (default RUN/curves.png)."""
     path = _metrics_path(run)
+    check_output(Path(output) if output else path.parent / "curves.png", directory=False)
     records = read_metrics(path)
     train = [r for r in records if not r.get("eval")]
     evals = [r for r in records if r.get("eval")]

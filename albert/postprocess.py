@@ -86,6 +86,29 @@ def first_subword(
     return rows, seen
 
 
+def merge_windows(
+    windows: list[tuple[np.ndarray, list[int | None]]], num_words: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`first_subword` over overlapping windows of one text: each word's row comes from the window
+    where its first sub-word sits furthest from an edge (the most context on both sides)."""
+    rows: np.ndarray | None = None
+    margin = np.full(num_words, -1)
+    for values, word_ids in windows:
+        if rows is None:
+            rows = np.zeros((num_words, *values.shape[1:]), dtype=values.dtype)
+        seen: set[int] = set()
+        for position, word in enumerate(word_ids):
+            if word is None or word >= num_words or word in seen:
+                continue
+            seen.add(word)
+            distance = min(position, len(word_ids) - 1 - position)
+            if distance > margin[word]:
+                rows[word], margin[word] = values[position], distance
+    if rows is None:
+        return np.zeros((num_words, 1)), np.zeros(num_words, dtype=bool)
+    return rows, margin >= 0
+
+
 def group_entities(
     text: str,
     words: list[tuple[str, int, int]],

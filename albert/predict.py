@@ -5,9 +5,12 @@
     albert predict --task question-answering --model runs/squad --question Q --context C
     cat texts.jsonl | albert predict --task feature-extraction --model runs/pretrain --pooling cls
 
-Input files hold one text per line, or JSON lines (objects with "text" (and "text_pair") or, for
-question answering, "question" and "context"). Output: one JSON value per input, in input order
-(inputs are batched by length internally). ``--runtime onnx`` runs an exported model without torch.
+Input files hold one text per line (``--input-format text``), or JSON lines (``jsonl``: objects
+with "text" (and "text_pair") or, for question answering, "question" and "context"). The format
+comes from the file's extension (.jsonl/.ndjson: JSON lines; .txt: text); otherwise it is JSON lines
+only when every non-blank line is a JSON object. Output: one JSON value per input line, in input
+order, so output line N always answers input line N; a blank line gets ``null``. (Inputs are
+batched by length internally.) ``--runtime onnx`` runs an exported model without torch.
 """
 
 from __future__ import annotations
@@ -22,21 +25,54 @@ from typing import Any
 import numpy as np
 
 from albert.errors import AlbertError
+from albert.paths import check_output, save_guard
 from albert.pipelines import PIPELINES, RUNTIMES, pipeline
 
+INPUT_FORMATS = ("auto", "text", "jsonl")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+TEXT_SUFFIXES = (".txt", ".text")
 
-def parse_inputs(lines: list[str], source: str) -> list[Any]:
-    """Texts, or objects when the input is JSON lines (every non-blank line a JSON object)."""
-    lines = [line for line in lines if line.strip()]
-    if lines and all(line.lstrip().startswith("{") for line in lines):
-        items = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise AlbertError(f"{source} line {number}: not valid JSON ({e.msg})") from None
-        return items
-    return [line.rstrip("\r\n") for line in lines]
+
+def _json_line(line: str, source: str, number: int) -> Any:
+    """One JSON-lines input: an object (or a bare string, taken as the text)."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise AlbertError(
+            f"{source} line {number}: not valid JSON ({e.msg}); fix the line, or pass --input-format text "
+            "if the input is plain text"
+        ) from None
+    if not isinstance(value, (dict, str)):
+        raise AlbertError(
+            f"{source} line {number}: expected a JSON object or string, got {line.strip()[:60]!r}"
+        )
+    return value
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def input_format_for(source: str, lines: list[str], requested: str = "auto") -> str:
+    """`requested`, else the file extension's format, else JSON lines only when every non-blank
+    line is a JSON object (text whose lines merely start with "{" stays text)."""
+    if requested != "auto":
+        return requested
+    suffix = Path(source).suffix.lower()
+    if suffix in JSONL_SUFFIXES or suffix in TEXT_SUFFIXES:
+        return "jsonl" if suffix in JSONL_SUFFIXES else "text"
+    filled = [line for line in lines if line.strip()]
+    return "jsonl" if filled and all(_is_json_object(line) for line in filled) else "text"
+
+
+def parse_inputs(lines: list[str], source: str, input_format: str = "auto") -> list[Any]:
+    """One item per line, in order: a text, a JSON object (JSON lines), or None for a blank line."""
+    if input_format_for(source, lines, input_format) == "text":
+        return [line.rstrip("\r\n") if line.strip() else None for line in lines]
+    return [_json_line(line, source, n) if line.strip() else None for n, line in enumerate(lines, start=1)]
 
 
 def read_inputs(args: argparse.Namespace) -> list[Any]:
@@ -45,18 +81,23 @@ def read_inputs(args: argparse.Namespace) -> list[Any]:
             raise AlbertError("pass both --question and --context")
         return [{"question": args.question, "context": args.context}]
     if args.texts:
-        return list(args.texts)
+        return [text if text.strip() else None for text in args.texts]
     if args.input:
         path = Path(args.input)
         if not path.is_file():
             raise AlbertError(f"input file not found: {path}")
         try:
-            return parse_inputs(path.read_text(encoding="utf-8-sig").splitlines(), str(path))
+            text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as e:
             raise AlbertError(f"{path} is not valid UTF-8 (byte {e.start}); re-save it as UTF-8") from None
+        return parse_inputs(text.splitlines(), str(path), args.input_format)
     if sys.stdin.isatty():
         raise AlbertError("no input: pass texts as arguments, --input FILE, or pipe text into stdin")
-    return parse_inputs(sys.stdin.read().splitlines(), "stdin")
+    try:
+        text = sys.stdin.read()
+    except UnicodeDecodeError as e:
+        raise AlbertError(f"stdin is not valid UTF-8 (byte {e.start}); pipe UTF-8 text") from None
+    return parse_inputs(text.splitlines(), "stdin", args.input_format)
 
 
 def to_json(value: Any) -> Any:
@@ -74,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
     parser.add_argument("--runtime", choices=list(RUNTIMES), default="torch")
     parser.add_argument("--input", help="file with one text per line, or JSON lines")
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default="auto",
+        help="text: one text per line; jsonl: one JSON object per line; auto (default): from the extension "
+        "(.jsonl/.ndjson, .txt), else jsonl only if every non-blank line is a JSON object",
+    )
     parser.add_argument("--output", help="write JSON lines here instead of stdout")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, help="default: the fine-tuning run's")
@@ -90,20 +138,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output:
+        check_output(args.output, directory=False)
     items = read_inputs(args)
     pipe = pipeline(args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length)
     kwargs: dict[str, Any] = {}
+    if args.top_k is not None and args.top_k < (1 if args.task == "fill-mask" else 0):
+        raise AlbertError(
+            f"--top-k must be at least {1 if args.task == 'fill-mask' else 0}, not {args.top_k}"
+        )
     if args.task in ("text-classification", "fill-mask") and args.top_k is not None:
         kwargs["top_k"] = args.top_k
     if args.task == "feature-extraction":
         kwargs["pooling"] = args.pooling
-    results = pipe(items, **kwargs)
+    answered = iter(pipe([item for item in items if item is not None], **kwargs))
+    results = [None if item is None else next(answered) for item in items]  # blank lines stay in place
     lines = "".join(json.dumps(to_json(r), ensure_ascii=False) + "\n" for r in results)
     if args.output:
         target = Path(args.output)
         partial = target.with_name(f".{target.name}.partial")
-        partial.write_text(lines, encoding="utf-8")
-        os.replace(partial, target)  # never a half-written predictions file
+        try:
+            with save_guard(target, "no predictions file was written"):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(lines, encoding="utf-8")
+                os.replace(partial, target)  # never a half-written predictions file
+        finally:
+            partial.unlink(missing_ok=True)
     else:
         sys.stdout.write(lines)
     return 0

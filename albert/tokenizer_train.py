@@ -11,12 +11,12 @@ would carry a vocabulary half spent on capitalised pieces it can never produce.
 
 Input files may be plain or ``.gz``; they are streamed line by line into the trainer. A line
 that is not valid UTF-8 is skipped (and counted in a warning) rather than aborting a long run
-or feeding mojibake into the vocabulary.
+or feeding mojibake into the vocabulary; a file that is mostly not text is refused, by the same
+rule `albert data` applies (`albert.data.text.read_lines`).
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import os
@@ -24,7 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from albert.data.text import FileStats, read_lines
 from albert.errors import AlbertError
+from albert.paths import check_output
 from albert.tokenization import SPM_FILE, AlbertTokenizer, albert_normalizer
 
 logger = logging.getLogger(__name__)
@@ -44,27 +46,17 @@ class _ReadStats:
     first_invalid: str = ""
 
 
-def _open_binary(path: Path) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # type: ignore[return-value]
-
-
 def _lines(paths: Sequence[Path], stats: _ReadStats) -> Iterator[str]:
-    """Non-empty, stripped UTF-8 lines of every file; undecodable lines are counted and skipped."""
+    """Non-empty, stripped UTF-8 lines of every file, read by `albert data`'s reader so both apply
+    one rule of what text is: undecodable lines are counted and skipped, a binary file is refused."""
     for path in paths:
-        try:
-            with _open_binary(path) as handle:
-                for number, raw in enumerate(handle, 1):
-                    try:
-                        line = raw.decode("utf-8").strip()
-                    except UnicodeDecodeError:
-                        stats.invalid_utf8 += 1
-                        stats.first_invalid = stats.first_invalid or f"{path}:{number}"
-                        continue
-                    if line:
-                        stats.lines += 1
-                        yield line
-        except (OSError, EOFError) as e:  # e.g. a truncated or fake .gz
-            raise AlbertError(f"cannot read {path} ({e}); pass plain UTF-8 text or .gz files") from e
+        file_stats = FileStats(str(path))
+        for line, _ in read_lines(path, file_stats, lambda _: None):
+            if line:
+                stats.lines += 1
+                yield line
+        stats.invalid_utf8 += file_stats.invalid_utf8_lines
+        stats.first_invalid = stats.first_invalid or file_stats.first_invalid
 
 
 def _check_arguments(
@@ -125,6 +117,7 @@ def train_tokenizer(
 
     paths = [Path(p) for p in inputs]
     _check_arguments(paths, vocab_size, model_type, character_coverage, input_sentence_size, max_piece_length)
+    check_output(output_dir, directory=True)
     normalizer = albert_normalizer(do_lower_case, keep_accents)
     stats = _ReadStats()
     sentences = (normalizer.normalize_str(line) for line in _lines(paths, stats))

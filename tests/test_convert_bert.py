@@ -401,3 +401,10 @@ def test_cli_end_to_end_loads_in_transformers(
 
     assert main(["convert-bert", "--teacher", str(bert_dir), "--output", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_default_probe_fits_a_teacher_with_few_positions(bert_dir: Path, tmp_path: Path) -> None:
+    """The bundled probe paragraphs run past 64 tokens; the probe is cut to the teacher's limit."""
+    assert json.loads((bert_dir / "config.json").read_text())["max_position_embeddings"] == 64
+    report = convert_bert(bert_dir, tmp_path / "out", embedding_size=8, share="all")
+    assert report["probe_texts"] > 1 and report["probe"]["relative_error"] >= 0

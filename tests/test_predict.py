@@ -28,8 +28,9 @@ def test_inputs_from_a_file_stdin_and_arguments_agree(classifier_dir, tmp_path, 
     base = ["predict", "--task", "text-classification", "--model", str(classifier_dir)]
     from_args = cli_json_lines(capsys, *base, *TEXTS)
     plain = tmp_path / "texts.txt"
-    plain.write_text("\n".join(TEXTS) + "\n\n", encoding="utf-8")  # blank lines are skipped
-    assert cli_json_lines(capsys, *base, "--input", str(plain)) == from_args
+    plain.write_text(TEXTS[0] + "\n\n" + "\n".join(TEXTS[1:]) + "\n", encoding="utf-8")
+    # a blank line keeps its place: output line N answers input line N
+    assert cli_json_lines(capsys, *base, "--input", str(plain)) == [from_args[0], None, *from_args[1:]]
     jsonl = tmp_path / "texts.jsonl"
     jsonl.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS), encoding="utf-8")
     assert cli_json_lines(capsys, *base, "--input", str(jsonl)) == from_args
@@ -40,7 +41,24 @@ def test_inputs_from_a_file_stdin_and_arguments_agree(classifier_dir, tmp_path, 
     out = tmp_path / "predictions.jsonl"
     assert main([*base, "--input", str(plain), "--output", str(out), "--top-k", "2"]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == 3 and all(len(line) == 2 for line in lines)
+    assert len(lines) == 4 and lines[1] is None and all(len(line) == 2 for line in lines if line)
+
+
+def test_text_lines_starting_with_a_brace_stay_text(classifier_dir, tmp_path, capsys):
+    base = ["predict", "--task", "text-classification", "--model", str(classifier_dir)]
+    texts = ["{braces} open this line", "{ and this one"]
+    expected = cli_json_lines(capsys, *base, *texts)
+    plain = tmp_path / "braces"  # no extension: detected from the content, which is not JSON
+    plain.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert cli_json_lines(capsys, *base, "--input", str(plain)) == expected
+    as_json = tmp_path / "objects.txt"  # .txt is text even when every line is a JSON object
+    as_json.write_text(json.dumps({"text": "a"}) + "\n", encoding="utf-8")
+    assert cli_json_lines(capsys, *base, "--input", str(as_json)) == cli_json_lines(
+        capsys, *base, json.dumps({"text": "a"})
+    )
+    assert cli_json_lines(
+        capsys, *base, "--input", str(as_json), "--input-format", "jsonl"
+    ) == cli_json_lines(capsys, *base, "a")
 
 
 def test_text_pairs_from_jsonl(classifier_dir, tmp_path, capsys):

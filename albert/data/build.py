@@ -13,9 +13,11 @@ hidden directory without a manifest, which nothing mistakes for data).
 
 from __future__ import annotations
 
+import glob
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 from collections import deque
@@ -44,11 +46,13 @@ from albert.data.shards import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     ShardWriter,
+    read_manifest,
     tokenizer_fingerprint,
     write_manifest,
 )
 from albert.data.text import FORMATS, FileStats, Unit, expand_inputs, read_units
 from albert.errors import AlbertError
+from albert.paths import check_output
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +119,8 @@ def build_pretraining_data(
         token_dtype=token_dtype,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    remove_stale_staging(output)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-{os.getpid()}-", dir=output.parent))
     try:
         tables = VocabularyTables.from_tokenizer(tokenizer).save(staging)
         shards, totals, files = _write_shards(
@@ -200,14 +205,64 @@ def _check_run(short_seq_prob: float, seed: int, workers: int, input_format: str
 
 
 def _check_output(output: Path) -> None:
-    """Refuse to replace anything but earlier pretraining data (or an empty directory)."""
-    if output.is_file():
-        raise AlbertError(f"output {output} is a file; pass a directory path for the data")
+    """Refuse to replace anything but earlier pretraining data (or an empty directory): a data
+    directory holding files `albert data` did not write (its manifest lists what it wrote) is
+    refused too, since replacing the directory would delete them."""
+    check_output(output, directory=True)
     if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST_FILE).is_file():
         raise AlbertError(
             f"output directory {output} exists and does not hold pretraining data; "
             "choose a new --output or empty it first"
         )
+    if (output / MANIFEST_FILE).is_file():
+        try:
+            ours = written_files(read_manifest(output))
+        except AlbertError:
+            raise AlbertError(
+                f"output directory {output} has an unreadable {MANIFEST_FILE}, so what it holds cannot be told "
+                "apart from other files; delete the directory or choose another --output"
+            ) from None
+        foreign = sorted(p.name for p in output.iterdir() if p.name not in ours)
+        if foreign:
+            raise AlbertError(
+                f"output directory {output} holds earlier data and files `albert data` did not write "
+                f"({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}), which replacing it would "
+                "delete; move them out or choose another --output"
+            )
+
+
+def written_files(manifest: dict[str, Any]) -> set[str]:
+    """The names `albert data` wrote into a data directory, from its manifest."""
+    shards = {
+        f"{shard['name']}.{kind}"
+        for shard in manifest.get("shards", [])
+        for kind in ("input_ids.bin", "positions.bin", "labels.bin", "index.npy")
+    }
+    return {MANIFEST_FILE, *manifest.get("tables", {}).values(), *shards}
+
+
+def remove_stale_staging(output: Path) -> None:
+    """Delete what killed runs left beside `output`: `.NAME.partial-PID-*` staging and
+    `.NAME.old-PID` retired directories whose process is gone (older staging names carry no
+    process id and are stale too). A live run's directories are left alone."""
+    for path in output.parent.glob(f".{glob.escape(output.name)}.*"):
+        match = re.fullmatch(
+            rf"\.{re.escape(output.name)}\.(?:partial|old)-(?:(\d+)(?:-.*)?|[^-]*)", path.name
+        )
+        if match and path.is_dir() and not (match.group(1) and _process_alive(int(match.group(1)))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _check_examples(totals: UnitStats, files: list[FileStats]) -> None:

@@ -21,7 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="text (or CoNLL) files, directories or globs, plain or .gz",
     )
     parser.add_argument(
-        "--output", required=True, metavar="DIR", help="data directory to write (replaces earlier data)"
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="data directory to write (replaces earlier `albert data` output; refuses one holding other files)",
     )
     parser.add_argument(
         "--format",

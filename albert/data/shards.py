@@ -51,6 +51,29 @@ def tokenizer_fingerprint(tokenizer_dir: str | Path) -> str:
     )
 
 
+def check_same_tokenizer(tokenizer_dir: str | Path, model_dir: str | Path, flag: str = "--tokenizer") -> None:
+    """Refuse a tokenizer other than the one saved with the model (compared by fingerprint).
+
+    A different vocabulary of the same size loads without complaint and maps every text to the
+    wrong ids, so every command that pairs a tokenizer with a model checks this. A model
+    directory without tokenizer files cannot be checked (its vocabulary size still is)."""
+    from albert.tokenization import SPM_FILE, VOCAB_FILE
+
+    tokenizer_root, model_root = Path(tokenizer_dir), Path(model_dir)
+    both = [
+        any((root / n).is_file() for n in (SPM_FILE, VOCAB_FILE)) for root in (tokenizer_root, model_root)
+    ]
+    if not all(both) or tokenizer_root.resolve() == model_root.resolve():
+        return  # nothing to compare (a missing tokenizer is reported where it is loaded)
+    given, own = tokenizer_fingerprint(tokenizer_root), tokenizer_fingerprint(model_root)
+    if given != own:
+        raise AlbertError(
+            f"{flag} {tokenizer_root} is not the tokenizer {model_root} was trained with (fingerprint "
+            f"{given[:19]}…, the model's {own[:19]}…): its ids would mean other pieces; drop {flag} to "
+            "use the model's own tokenizer"
+        )
+
+
 @dataclass
 class _OpenShard:
     name: str

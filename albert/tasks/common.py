@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -57,6 +58,27 @@ class TaskOptions:
     def from_dict(cls, data: dict[str, Any]) -> TaskOptions:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def check(self) -> None:
+        """Raise one AlbertError naming every option out of range (before any data is read)."""
+        at_least = {
+            "max_seq_length": 8,
+            "doc_stride": 1,
+            "max_query_length": 1,
+            "n_best": 1,
+            "max_answer_length": 1,
+        }
+        problems = [
+            f"--{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}"
+            for name, low in at_least.items()
+            if getattr(self, name) < low
+        ]
+        if not math.isfinite(self.null_score_diff_threshold):
+            problems.append(
+                f"--null-score-diff-threshold must be a finite number, not {self.null_score_diff_threshold}"
+            )
+        if problems:
+            raise AlbertError("; ".join(problems))
 
 
 class Task:
@@ -162,9 +184,23 @@ def read_table(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         if not reader.fieldnames:
             raise AlbertError(f"{path} has no header line; the first line must name the columns")
         rows = [(reader.line_num, row) for row in reader]
+        for number, row in rows:
+            _check_row_width(path, number, row, len(reader.fieldnames))
     if not rows:
         raise AlbertError(f"{path} has a header but no examples")
     return rows
+
+
+def _check_row_width(path: Path, number: int, row: dict[Any, Any], width: int) -> None:
+    """A CSV/TSV row with fewer or more fields than the header is malformed, not a missing column."""
+    extra = row.get(None)  # csv.DictReader puts surplus fields under the key None
+    short = [k for k, v in row.items() if k is not None and v is None]
+    if extra or short:
+        count = width + len(extra) if extra else width - len(short)
+        raise AlbertError(
+            f"{path} line {number}: the row has {count} field(s) but the header has {width}; fix that row "
+            "(quote a field that contains the delimiter or a line break)"
+        )
 
 
 def require_columns(path: str | Path, rows: list[tuple[int, dict[str, Any]]], *columns: str) -> None:

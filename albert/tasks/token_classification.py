@@ -102,6 +102,28 @@ def encode_words(
     return features
 
 
+def strided_windows(feature: Feature, max_length: int, cls_id: int, sep_id: int) -> list[Feature]:
+    """`feature` (a whole text's encoding) as windows of at most `max_length` tokens overlapping
+    by half, as transformers' token-classification pipeline strides over long texts; in a window,
+    only a word's first sub-word keeps its word id, so a window starting mid-word never stands in
+    for the word's first sub-word. A text that fits is its own single window."""
+    ids, words = feature["input_ids"][1:-1], feature["word_ids"][1:-1]
+    width = max_length - 2
+    if len(ids) <= width:
+        return [feature]
+    first = [w if w is not None and (i == 0 or words[i - 1] != w) else None for i, w in enumerate(words)]
+    step = max(1, width // 2)
+    starts = [*range(0, len(ids) - width, step), len(ids) - width]
+    return [
+        {
+            "input_ids": [cls_id, *ids[start : start + width], sep_id],
+            "token_type_ids": [0] * (width + 2),
+            "word_ids": [None, *first[start : start + width], None],
+        }
+        for start in starts
+    ]
+
+
 class TokenClassificationTask(Task):
     name = "token-classification"
     model_class = "AlbertForTokenClassification"

@@ -35,6 +35,7 @@ from albert.errors import AlbertError
 from albert.hub import resolve
 from albert.modeling import AlbertForPreTraining
 from albert.optim import build_optimizer, linear_warmup_decay
+from albert.paths import check_output
 from albert.train.checkpoints import CheckpointDirectory, CheckpointInfo
 from albert.train.data import TrainingData, epoch_order, iter_groups, load_training_data, micro_batches
 from albert.train.distributed import Distributed, setup_distributed, shard_fsdp, teardown_distributed
@@ -118,6 +119,7 @@ class TrainConfig:
             raise AlbertError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.max_nan_steps < 0:
             raise AlbertError("--max-nan-steps must be >= 0")
+        check_output(self.output, directory=True)
 
 
 def build_pretraining_model(spec: str, vocab_size: int, max_seq_length: int | None) -> AlbertForPreTraining:
