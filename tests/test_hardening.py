@@ -81,15 +81,14 @@ def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
 def test_full_disk_in_finetune_keeps_the_previous_checkpoint(
     sentiment_files, tiny_config, tokenizer_dir, tmp_path, capsys, monkeypatch
 ) -> None:
-    import safetensors.torch
-
+    import albert.checkpoint
     from albert.modeling import AlbertForSequenceClassification
 
     train, dev = sentiment_files
     output = tmp_path / "ft"
     finetune_tiny("text-classification", train, dev, tiny_config, tokenizer_dir, output, max_steps=3)
     weights = digest(output / "model.safetensors")
-    full_disk_on(monkeypatch, safetensors.torch, "save_file")
+    full_disk_on(monkeypatch, albert.checkpoint, "save_file")  # the writer checkpoints use
     argv = ["finetune", "--task", "text-classification", "--train", str(train), "--dev", str(dev)]
     argv += ["--model", str(tiny_config), "--tokenizer", str(tokenizer_dir), "--output", str(output)]
     assert main([*argv, "--max-steps", "3", "--max-seq-length", "64"]) == 2
