@@ -184,17 +184,31 @@ class QuestionAnsweringModelOutput(ModelOutput):
 
 
 class AlbertEmbeddings(nn.Module):
-    """Word + position + token-type embeddings, all of width E (the factorised size)."""
+    """Word + position + token-type embeddings, all of width E (the factorised size); with
+    `embedding_projection="word_only"` (albert_zh) only the word vectors are E-wide and are
+    projected to H before the H-wide position and token-type vectors are added."""
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(
             config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
         )
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
-        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        word_only = config.embedding_projection == "word_only"
+        width = config.hidden_size if word_only else config.embedding_size
+        self.word_projection = (
+            nn.Linear(config.embedding_size, config.hidden_size, bias=False) if word_only else None
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def decoder_weight(self) -> Tensor:
+        """The MLM decoder matrix: the word embeddings, composed with the word projection when
+        there is one (so the MLM head's H-wide output reaches the vocabulary)."""
+        if self.word_projection is None:
+            return self.word_embeddings.weight
+        return self.word_embeddings.weight @ self.word_projection.weight.T
 
     def forward(
         self,
@@ -205,6 +219,8 @@ class AlbertEmbeddings(nn.Module):
     ) -> Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
+        if self.word_projection is not None:
+            inputs_embeds = self.word_projection(inputs_embeds)
         seq_len = inputs_embeds.shape[1]
         if seq_len > self.position_embeddings.num_embeddings:
             raise AlbertError(
@@ -236,6 +252,7 @@ class AlbertAttention(nn.Module):
         self.LayerNorm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.attention_dropout = config.attention_probs_dropout_prob
         self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.layer_norm_position == "pre"
 
     def fused_qkv(self) -> tuple[Tensor, Tensor]:
         """Q, K and V weights as one matrix: one GEMM instead of three. With cross-layer
@@ -268,7 +285,7 @@ class AlbertAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         batch, seq_len, hidden = x.shape
-        q, k, v = self.project_qkv(x, qkv).view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = self.project_qkv(self.LayerNorm(x) if self.pre_norm else x, qkv).view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout = self.attention_dropout if self.training else 0.0
         probs = None
         if output_attentions:  # SDPA does not expose the probabilities: compute them explicitly
@@ -280,6 +297,8 @@ class AlbertAttention(nn.Module):
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         context = context.transpose(1, 2).reshape(batch, seq_len, hidden)
+        if self.pre_norm:
+            return x + self.output_dropout(linear(self.dense, context)), probs
         return self.LayerNorm(x + self.output_dropout(linear(self.dense, context))), probs
 
 
@@ -302,8 +321,12 @@ class AlbertLayer(nn.Module):
             get_activation(config.hidden_act)  # unknown names fail here, at construction
             # transformers' port skips this dropout; the original TF ALBERT applies it.
             self.dropout = nn.Dropout(config.hidden_dropout_prob)
+            self.pre_norm = config.layer_norm_position == "pre"
 
     def feed_forward(self, x: Tensor) -> Tensor:
+        if self.pre_norm:
+            hidden = linear(self.ffn, self.full_layer_layer_norm(x), self.activation_name)
+            return x + self.dropout(linear(self.ffn_output, hidden))
         hidden = linear(self.ffn, x, self.activation_name)
         return self.full_layer_layer_norm(x + self.dropout(linear(self.ffn_output, hidden)))
 
@@ -322,7 +345,11 @@ class AlbertTransformer(nn.Module):
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
+        self.embedding_hidden_mapping_in = (
+            nn.Linear(config.embedding_size, config.hidden_size)
+            if config.embedding_projection == "after_sum"
+            else nn.Identity()  # "word_only": the embeddings are already H-wide
+        )
         share_attention = config.share in ("all", "attention", "none")  # "none": one group per layer
         share_ffn = config.share in ("all", "ffn", "none")
         self.albert_layer_groups = nn.ModuleList(
@@ -394,9 +421,11 @@ class AlbertMLMHead(nn.Module):
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
-        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        # albert_zh ("word_only") transforms at width H, then maps back through its projection
+        width = config.hidden_size if config.embedding_projection == "word_only" else config.embedding_size
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.dense = nn.Linear(config.hidden_size, width)
         self.activation = get_activation(config.hidden_act)
 
     def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
@@ -458,7 +487,8 @@ class AlbertPreTrainedModel(nn.Module):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=std)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=std)
             if module.padding_idx is not None:
@@ -620,7 +650,7 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
         **kwargs: Any,
     ) -> Any:
         out = self._base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, kwargs)
-        word_embeddings = self.albert.embeddings.word_embeddings.weight
+        word_embeddings = self.albert.embeddings.decoder_weight()
         logits, mlm_loss = _masked_lm(
             self.predictions, word_embeddings, out.last_hidden_state, labels, sparse_prediction
         )
@@ -668,7 +698,7 @@ class AlbertForMaskedLM(_LabelledHead):
         self.post_init()
 
     def head(self, out: BaseModelOutputWithPooling, labels: Tensor | None, **kwargs: Any) -> ModelOutput:
-        word_embeddings = self.albert.embeddings.word_embeddings.weight
+        word_embeddings = self.albert.embeddings.decoder_weight()
         sparse = bool(kwargs.get("sparse_prediction", False))
         logits, loss = _masked_lm(self.predictions, word_embeddings, out.last_hidden_state, labels, sparse)
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
