@@ -285,7 +285,8 @@ class AlbertAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         batch, seq_len, hidden = x.shape
-        q, k, v = self.project_qkv(self.LayerNorm(x) if self.pre_norm else x, qkv).view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        h = self.LayerNorm(x) if self.pre_norm else x  # pre-LN normalises the block's input
+        q, k, v = self.project_qkv(h, qkv).view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout = self.attention_dropout if self.training else 0.0
         probs = None
         if output_attentions:  # SDPA does not expose the probabilities: compute them explicitly
