@@ -280,3 +280,47 @@ def test_unknown_variable_is_an_error_naming_it() -> None:
     from albert.convert_tf import expected_state
 
     assert {m.key for m in map_checkpoint(entries, config, "google", "cfg")} == set(expected_state(config))
+
+
+# ----------------------------------------------------------------------------------------
+# Chinese end to end: convert -> fine-tune -> export, no extra step
+
+
+@pytest.mark.parametrize(
+    "name", ["albert_zh_preln", "google"]
+)  # albert_zh's and Google's albert_*_zh layouts
+def test_chinese_checkpoint_converts_finetunes_and_exports(name: str, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    model_dir = tmp_path / "converted"
+    vocab = FIXTURES / "vocab.txt"
+    config = FIXTURES / name / "albert_config.json"
+    assert (
+        main(
+            [
+                "convert-tf",
+                "--checkpoint",
+                str(FIXTURES / name),
+                "--config",
+                str(config),
+                "--vocab",
+                str(vocab),
+                "--output",
+                str(model_dir),
+            ]
+        )
+        == 0
+    )
+    rows = [("1", "我喜欢这电影"), ("0", "这电影太差了"), ("1", "很好看"), ("0", "不好看")] * 4
+    train = tmp_path / "train.csv"
+    train.write_text("label,text\n" + "".join(f"{y},{t}\n" for y, t in rows), encoding="utf-8")
+    tuned = tmp_path / "tuned"
+    args = ["finetune", "--task", "text-classification", "--train", str(train), "--dev", str(train)]
+    args += ["--model", str(model_dir), "--output", str(tuned), "--epochs", "1", "--batch-size", "4"]
+    assert main([*args, "--max-seq-length", "16", "--max-steps", "2"]) == 0
+    tuned_config = json.loads((tuned / "config.json").read_text())
+    zh = name.startswith("albert_zh")
+    assert tuned_config["embedding_projection"] == ("word_only" if zh else "after_sum")
+    assert tuned_config["layer_norm_position"] == ("pre" if zh else "post")
+    assert (tuned / "vocab.txt").is_file()
+    assert main(["export", "--model", str(tuned), "--output", str(tmp_path / "onnx")]) == 0
+    assert any(p.suffix == ".onnx" for p in (tmp_path / "onnx").iterdir())
