@@ -29,6 +29,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,13 +181,13 @@ def map_variable(name: str, layout: str) -> tuple[str, bool] | None:
 
 def read_tf_config(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
+    if not path.is_file():
+        raise AlbertError(f"config file not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AlbertError(f"config file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # invalid JSON or not UTF-8
         raise AlbertError(
-            f"{path} is not valid JSON ({e}); pass the albert_config.json released with the checkpoint"
+            f"{path} is not valid JSON ({e}); pass the albert_config.json released with it"
         ) from None
     if not isinstance(data, dict):
         raise AlbertError(f"{path} must hold a JSON object (an albert_config.json)")
@@ -472,6 +474,21 @@ def write_tokenizer(vocab: Path, output: Path, vocab_size: int) -> None:
     tokenizer.save_pretrained(output)
 
 
+@contextmanager
+def _staged(output: Path) -> Iterator[Path]:
+    """A staging directory renamed to `output` when the block succeeds, removed when it fails:
+    `output` is complete or absent, never half-written."""
+    from albert.convert_bert import _publish, _staging_dir
+
+    staging = _staging_dir(output)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _publish(staging, output)
+
+
 def convert_tf(
     checkpoint: str | os.PathLike,
     config_path: str | os.PathLike,
@@ -479,21 +496,12 @@ def convert_tf(
     output: str | os.PathLike,
 ) -> TFModel:
     """Write `output` (config.json, model.safetensors, tokenizer files) atomically."""
-    from albert.convert_bert import _publish, _staging_dir
-
-    output = Path(output)
     model = open_tf_model(checkpoint, config_path)
-    with model.ckpt:
-        staging = _staging_dir(output)
-        try:
-            if vocab is not None:
-                write_tokenizer(Path(vocab), staging, model.config.vocab_size)
-            write_safetensors(model, staging / SAFETENSORS_NAME)
-            (staging / CONFIG_NAME).write_text(model.config.to_json_string(), encoding="utf-8")
-            _publish(staging, output)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    with model.ckpt, _staged(Path(output)) as staging:
+        if vocab is not None:
+            write_tokenizer(Path(vocab), staging, model.config.vocab_size)
+        write_safetensors(model, staging / SAFETENSORS_NAME)
+        (staging / CONFIG_NAME).write_text(model.config.to_json_string(), encoding="utf-8")
     return model
 
 

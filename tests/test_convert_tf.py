@@ -31,6 +31,14 @@ def reference(name: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+def convert(checkpoint: Path, output: Path, *extra: str, config: Path | None = None) -> int:
+    """`albert convert-tf` on a fixture (its own albert_config.json unless `config` is given)."""
+    directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    config = config or directory / "albert_config.json"
+    argv = ["convert-tf", "--checkpoint", str(checkpoint), "--config", str(config), "--output", str(output)]
+    return main([*argv, *extra])
+
+
 def copy_fixture(name: str, tmp_path: Path) -> Path:
     return Path(shutil.copytree(FIXTURES / name, tmp_path / name))
 
@@ -68,19 +76,24 @@ def test_reader_accepts_directory_prefix_and_index(tmp_path: Path) -> None:
     assert set(load_tf_checkpoint(copy)) == names
 
 
+def model_inputs(ref: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The fixed inputs the original code ran on."""
+    return {
+        "input_ids": torch.from_numpy(ref["input_ids"]).long(),
+        "attention_mask": torch.from_numpy(ref["input_mask"]).long(),
+        "token_type_ids": torch.from_numpy(ref["token_type_ids"]).long(),
+    }
+
+
 def _outputs(model: AlbertForPreTraining, ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     with torch.no_grad():
         out = model(
-            input_ids=torch.from_numpy(ref["input_ids"]).long(),
-            attention_mask=torch.from_numpy(ref["input_mask"]).long(),
-            token_type_ids=torch.from_numpy(ref["token_type_ids"]).long(),
+            **model_inputs(ref),
             output_hidden_states=True,
             return_dict=True,
         )
         pooled = model.albert(
-            input_ids=torch.from_numpy(ref["input_ids"]).long(),
-            attention_mask=torch.from_numpy(ref["input_mask"]).long(),
-            token_type_ids=torch.from_numpy(ref["token_type_ids"]).long(),
+            **model_inputs(ref),
             return_dict=True,
         ).pooler_output
     logits = out.prediction_logits
@@ -110,29 +123,14 @@ def test_from_pretrained_on_tf_directory_reproduces_original_code(name: str) -> 
 def test_converted_directory_loads_in_transformers_with_same_outputs(name: str, tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "convert-tf",
-                "--checkpoint",
-                str(FIXTURES / name),
-                "--config",
-                str(FIXTURES / name / "albert_config.json"),
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert convert(FIXTURES / name, out) == 0
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     assert_matches_original(AlbertForPreTraining.from_pretrained(out), name)
     theirs = transformers.AlbertForPreTraining.from_pretrained(out).eval()
     ref = reference(name)
     with torch.no_grad():
         result = theirs(
-            input_ids=torch.from_numpy(ref["input_ids"]).long(),
-            attention_mask=torch.from_numpy(ref["input_mask"]).long(),
-            token_type_ids=torch.from_numpy(ref["token_type_ids"]).long(),
+            **model_inputs(ref),
             output_hidden_states=True,
         )
     logits = result.prediction_logits
@@ -148,14 +146,7 @@ def test_albert_zh_converts_with_its_vocab(name: str, tmp_path: Path) -> None:
     from albert.tokenization import AlbertTokenizer
 
     out = tmp_path / "out"
-    args = [
-        "convert-tf",
-        "--checkpoint",
-        str(FIXTURES / name / "model.ckpt.index"),
-        "--config",
-        str(FIXTURES / name / "albert_config.json"),
-    ]
-    assert main([*args, "--vocab", str(FIXTURES / "vocab.txt"), "--output", str(out)]) == 0
+    assert convert(FIXTURES / name / "model.ckpt.index", out, "--vocab", str(FIXTURES / "vocab.txt")) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["embedding_projection"] == "word_only"
     assert config["layer_norm_position"] == ("pre" if name.endswith("preln") else "post")
@@ -225,17 +216,7 @@ def test_config_contradicting_tensors_names_both(tmp_path: Path, capsys: pytest.
     config["num_attention_heads"] = 2
     path = tmp_path / "albert_config.json"
     path.write_text(json.dumps(config))
-    code = main(
-        [
-            "convert-tf",
-            "--checkpoint",
-            str(FIXTURES / "google"),
-            "--config",
-            str(path),
-            "--output",
-            str(tmp_path / "out"),
-        ]
-    )
+    code = convert(FIXTURES / "google", tmp_path / "out", config=path)
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert "hidden_size=32" in err and "bert/pooler/dense/kernel" in err
@@ -247,20 +228,7 @@ def test_unknown_tf_config_key_is_reported(tmp_path: Path) -> None:
     config["num_memory_blocks"] = 4
     path = tmp_path / "albert_config.json"
     path.write_text(json.dumps(config))
-    assert (
-        main(
-            [
-                "convert-tf",
-                "--checkpoint",
-                str(FIXTURES / "google"),
-                "--config",
-                str(path),
-                "--output",
-                str(tmp_path / "o"),
-            ]
-        )
-        == 2
-    )
+    assert convert(FIXTURES / "google", tmp_path / "o", config=path) == 2
 
 
 def test_unknown_variable_is_an_error_naming_it() -> None:
@@ -293,23 +261,7 @@ def test_chinese_checkpoint_converts_finetunes_and_exports(name: str, tmp_path: 
     pytest.importorskip("onnxruntime")
     model_dir = tmp_path / "converted"
     vocab = FIXTURES / "vocab.txt"
-    config = FIXTURES / name / "albert_config.json"
-    assert (
-        main(
-            [
-                "convert-tf",
-                "--checkpoint",
-                str(FIXTURES / name),
-                "--config",
-                str(config),
-                "--vocab",
-                str(vocab),
-                "--output",
-                str(model_dir),
-            ]
-        )
-        == 0
-    )
+    assert convert(FIXTURES / name, model_dir, "--vocab", str(vocab)) == 0
     rows = [("1", "我喜欢这电影"), ("0", "这电影太差了"), ("1", "很好看"), ("0", "不好看")] * 4
     train = tmp_path / "train.csv"
     train.write_text("label,text\n" + "".join(f"{y},{t}\n" for y, t in rows), encoding="utf-8")
