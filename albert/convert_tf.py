@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -450,10 +450,23 @@ def write_safetensors(model: TFModel, path: Path) -> None:
         f.write(len(encoded).to_bytes(8, "little"))
         f.write(encoded)
         for item in items:
-            array = read_mapped(model.ckpt, item)
-            if item.entry.dtype_name == "bfloat16":
-                array = array.astype(np.float32)
-            f.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+            write_mapped(f, model.ckpt, item)
+
+
+TRANSPOSE_BLOCK_BYTES = 16 << 20
+
+
+def write_mapped(f: BinaryIO, ckpt: TFCheckpoint, item: Mapped) -> None:
+    """One tensor in our layout; a kernel is transposed in 16 MB slabs, so a 268 MB xxlarge FFN
+    kernel never needs a second full-size copy."""
+    array = ckpt.read_tensor(item.entry.name)
+    if not item.kernel:
+        f.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+        return
+    matrix = array.reshape(_kernel_2d_shape(item.entry.name, item.entry.shape))
+    rows = max(1, TRANSPOSE_BLOCK_BYTES // max(1, matrix.shape[0] * matrix.itemsize))
+    for start in range(0, matrix.shape[1], rows):
+        f.write(memoryview(np.ascontiguousarray(matrix[:, start : start + rows].T)).cast("B"))
 
 
 def write_tokenizer(vocab: Path, output: Path, vocab_size: int) -> None:

@@ -61,7 +61,12 @@ def tf_config(size: str) -> dict:
 
 def google_variables(config: dict) -> dict[str, tuple[int, ...]]:
     """Every variable google-research/albert's modeling.py + run_pretraining.py create."""
-    v, e, h, i = config["vocab_size"], config["embedding_size"], config["hidden_size"], config["intermediate_size"]
+    v, e, h, i = (
+        config["vocab_size"],
+        config["embedding_size"],
+        config["hidden_size"],
+        config["intermediate_size"],
+    )
     block = "bert/encoder/transformer/group_0/inner_group_0/"
     shapes: dict[str, tuple[int, ...]] = {
         "bert/embeddings/word_embeddings": (v, e),
@@ -165,7 +170,9 @@ def synthesise(directory: Path, size: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(0)
         shapes = google_variables(config)
-        write_bundle(prefix, ((n, rng.standard_normal(shapes[n], dtype=np.float32) * 0.02) for n in sorted(shapes)))
+        write_bundle(
+            prefix, ((n, rng.standard_normal(shapes[n], dtype=np.float32) * 0.02) for n in sorted(shapes))
+        )
         (directory / "albert_config.json").write_text(json.dumps(config, indent=2))
     return prefix
 
@@ -203,7 +210,27 @@ def same_weights(ours: Path, theirs: Path) -> bool:
 
     with safe_open(ours / "model.safetensors", "np") as a, safe_open(theirs / "model.safetensors", "np") as b:
         common = set(a.keys()) & set(b.keys())
-        return len(common) == len(a.keys()) and all(np.array_equal(a.get_tensor(k), b.get_tensor(k)) for k in common)
+        return len(common) == len(a.keys()) and all(
+            np.array_equal(a.get_tensor(k), b.get_tensor(k)) for k in common
+        )
+
+
+def markdown_table(result: dict) -> str:
+    """The docs' table, generated from the raw JSON (best of the interleaved runs per side)."""
+    lines = [
+        f"{result['size']}-sized checkpoint, {result['checkpoint_mb']} MB:",
+        "",
+        "| converter | seconds (best) | peak RSS MB | peak RSS / checkpoint |",
+        "|---|---|---|---|",
+    ]
+    for side, runs in result["runs"].items():
+        if runs:
+            rss = max(r["peak_rss_mb"] for r in runs)
+            seconds = min(r["seconds"] for r in runs)
+            lines.append(f"| {side} | {seconds} | {rss} | {rss / result['checkpoint_mb']:.2f}x |")
+    if "speedup" in result:
+        lines += ["", f"Speed-up: {result['speedup']}x; identical tensors: {result['identical_weights']}."]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -212,12 +239,18 @@ def main() -> None:
     parser.add_argument("--tf-python", help="a Python with tensorflow-cpu, torch and transformers<5")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_tf_checkpoint"))
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--table", type=Path, help="print the markdown table of a results JSON and exit")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
     started = time.perf_counter()
     prefix = synthesise(args.workdir / args.size, args.size)
     synth_seconds = time.perf_counter() - started
     config = prefix.parent / "albert_config.json"
-    checkpoint_mb = (Path(f"{prefix}.data-00000-of-00001").stat().st_size + Path(f"{prefix}.index").stat().st_size) / 2**20
+    checkpoint_mb = (
+        Path(f"{prefix}.data-00000-of-00001").stat().st_size + Path(f"{prefix}.index").stat().st_size
+    ) / 2**20
     runs: dict[str, list[dict]] = {"albert": [], "tensorflow+transformers": []}
     out = args.workdir / "out"
     for _ in range(args.repeats):
@@ -246,7 +279,9 @@ def main() -> None:
         theirs = min(r["seconds"] for r in runs["tensorflow+transformers"])
         result["speedup"] = round(theirs / ours, 2)
         result["identical_weights"] = same_weights(out / "albert", out / "tensorflow+transformers")
-    result["peak_rss_over_checkpoint"] = round(max(r["peak_rss_mb"] for r in runs["albert"]) / checkpoint_mb, 3)
+    result["peak_rss_over_checkpoint"] = round(
+        max(r["peak_rss_mb"] for r in runs["albert"]) / checkpoint_mb, 3
+    )
     print(json.dumps(result, indent=2))
     print(write_results(f"tf_checkpoint_{args.size}", result))
 

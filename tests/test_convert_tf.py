@@ -53,7 +53,7 @@ def test_crc32c_known_values() -> None:
     assert _crc32c_python(data) == _crc_bytes(0xFFFFFFFF, data.tobytes()) ^ 0xFFFFFFFF
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES, "dtypes"])
 def test_reader_is_bit_identical_to_tensorflow(name: str) -> None:
     ref = reference(name)
     expected = {k.removeprefix("tensor:"): v for k, v in ref.items() if k.startswith("tensor:")}
