@@ -170,7 +170,7 @@ def map_variable(name: str, layout: str) -> tuple[str, bool] | None:
         if match and match.group(2) in ALBERT_ZH_BLOCK:
             group = "0" if match.group(1) == "shared" else match.group(1)
             target = f"albert.encoder.albert_layer_groups.{group}.albert_layers.0.{ALBERT_ZH_BLOCK[match.group(2)]}"
-    if target is None or (layout == ALBERT_ZH and module == "bert/encoder/embedding_hidden_mapping_in"):
+    if target is None:
         return None
     return f"{target}.{LEAVES[leaf]}", leaf == "kernel"
 
