@@ -233,11 +233,16 @@ def load_model(
 ) -> AlbertPreTrainedModel:
     """`cls` with the weights `name_or_path` names (a model directory or a cached hub name)."""
     directory = weights_directory(name_or_path)
+    from albert.convert_tf import is_tf_model_dir, load_tf_directory
+
+    tf_state = None
+    if config is None and is_tf_model_dir(directory):  # a released TF checkpoint + albert_config.json
+        config, tf_state = load_tf_directory(directory, **config_overrides)
     if config is None:
         if not (directory / CONFIG_NAME).is_file():
             raise AlbertError(f"{directory} has no {CONFIG_NAME}; is this a model directory?")
         config = AlbertConfig.from_json_file(directory / CONFIG_NAME, **config_overrides)
-    state = read_state_dict(directory)
+    state = read_state_dict(directory) if tf_state is None else tf_state
     model = cls(config)  # heads absent from the checkpoint keep the usual initialisation
     fit_state_dict(model, state, str(directory))
     return model.eval()

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "albert.convert_bert",
         "turn a BERT checkpoint into an ALBERT (SVD embeddings, shared layers)",
     ),
+    "convert-tf": (
+        "albert.convert_tf",
+        "convert an original TensorFlow ALBERT checkpoint (Google's or albert_zh's) without TensorFlow",
+    ),
 }
 
 

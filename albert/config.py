@@ -4,6 +4,16 @@ Besides transformers' fields it has `share`, which selects what is shared across
 (the paper's Table 4): "all" (ALBERT), "attention", "ffn" or "none" (BERT when
 `embedding_size == hidden_size`). Named presets (`albert.hub.PRESETS`) reproduce the published
 models; what a name or path given to `from_pretrained` means is decided by `albert.hub.resolve`.
+
+Two options express brightmart/albert_zh's TensorFlow layout (defaults are ALBERT's, as
+Google and transformers build it):
+- `embedding_projection`: "after_sum" sums word, position and token-type vectors of width E,
+  normalises them and projects E->H (`embedding_hidden_mapping_in`); "word_only" projects only
+  the word vectors E->H (no bias; `embeddings.word_projection`), adds position and token-type
+  vectors of width H and normalises at width H, and its MLM head works at width H and maps back
+  through the transposed projection before the tied word embeddings.
+- `layer_norm_position`: "post" (the paper's block) or "pre" (LayerNorm before attention and
+  before the FFN, residuals un-normalised, no final LayerNorm: albert_zh's `ln_type: "preln"`).
 """
 
 from __future__ import annotations
@@ -20,6 +30,8 @@ from albert.errors import AlbertError
 from albert.hub import CONFIG_NAME, PRESETS, ModelSpec, resolve, unknown_preset
 
 SHARE_MODES = ("all", "attention", "ffn", "none")
+EMBEDDING_PROJECTIONS = ("after_sum", "word_only")
+LAYER_NORM_POSITIONS = ("post", "pre")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
@@ -48,6 +60,8 @@ class AlbertConfig:
     eos_token_id: int | None = 3
     tie_word_embeddings: bool = True
     share: str = "all"
+    embedding_projection: str = "after_sum"
+    layer_norm_position: str = "post"
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     problem_type: str | None = None
     architectures: list[str] | None = None
@@ -99,6 +113,14 @@ class AlbertConfig:
             )
         if self.share not in SHARE_MODES:
             problems.append(f"share={self.share!r} is not one of {', '.join(SHARE_MODES)}")
+        if self.embedding_projection not in EMBEDDING_PROJECTIONS:
+            problems.append(
+                f"embedding_projection={self.embedding_projection!r} is not one of {', '.join(EMBEDDING_PROJECTIONS)}"
+            )
+        if self.layer_norm_position not in LAYER_NORM_POSITIONS:
+            problems.append(
+                f"layer_norm_position={self.layer_norm_position!r} is not one of {', '.join(LAYER_NORM_POSITIONS)}"
+            )
         if self.hidden_size % self.num_attention_heads:
             problems.append(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"

@@ -189,17 +189,31 @@ class QuestionAnsweringModelOutput(ModelOutput):
 
 
 class AlbertEmbeddings(nn.Module):
-    """Word + position + token-type embeddings, all of width E (the factorised size)."""
+    """Word + position + token-type embeddings, all of width E (the factorised size); with
+    `embedding_projection="word_only"` (albert_zh) only the word vectors are E-wide and are
+    projected to H before the H-wide position and token-type vectors are added."""
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(
             config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
         )
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
-        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        word_only = config.embedding_projection == "word_only"
+        width = config.hidden_size if word_only else config.embedding_size
+        self.word_projection = (
+            nn.Linear(config.embedding_size, config.hidden_size, bias=False) if word_only else None
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def decoder_weight(self) -> Tensor:
+        """The MLM decoder matrix: the word embeddings, composed with the word projection when
+        there is one (so the MLM head's H-wide output reaches the vocabulary)."""
+        if self.word_projection is None:
+            return self.word_embeddings.weight
+        return self.word_embeddings.weight @ self.word_projection.weight.T
 
     def forward(
         self,
@@ -210,6 +224,8 @@ class AlbertEmbeddings(nn.Module):
     ) -> Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
+        if self.word_projection is not None:
+            inputs_embeds = self.word_projection(inputs_embeds)
         seq_len = inputs_embeds.shape[1]
         if seq_len > self.position_embeddings.num_embeddings:
             raise AlbertError(
@@ -244,6 +260,7 @@ class AlbertAttention(nn.Module):
         # Where the projected queries|keys|values (batch, seq, 3 * hidden) pass: a forward hook on
         # this module reads them (distillation does), whatever path computed them. No parameters.
         self.qkv_output = nn.Identity()
+        self.pre_norm = config.layer_norm_position == "pre"
 
     def fused_qkv(self) -> tuple[Tensor, Tensor]:
         """Q, K and V weights as one matrix: one GEMM instead of three. With cross-layer
@@ -276,7 +293,8 @@ class AlbertAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         batch, seq_len, hidden = x.shape
-        projected = self.qkv_output(self.project_qkv(x, qkv))
+        h = self.LayerNorm(x) if self.pre_norm else x  # pre-LN normalises the block's input
+        projected = self.qkv_output(self.project_qkv(h, qkv))
         q, k, v = projected.view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout = self.attention_dropout if self.training else 0.0
         probs = None
@@ -289,6 +307,8 @@ class AlbertAttention(nn.Module):
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         context = context.transpose(1, 2).reshape(batch, seq_len, hidden)
+        if self.pre_norm:
+            return x + self.output_dropout(linear(self.dense, context)), probs
         return self.LayerNorm(x + self.output_dropout(linear(self.dense, context))), probs
 
 
@@ -311,11 +331,15 @@ class AlbertLayer(nn.Module):
             get_activation(config.hidden_act)  # unknown names fail here, at construction
             # transformers' port skips this dropout; the original TF ALBERT applies it.
             self.dropout = nn.Dropout(config.hidden_dropout_prob)
+            self.pre_norm = config.layer_norm_position == "pre"
 
     def forward(self, x: Tensor) -> Tensor:
         """The block's feed-forward half (FFN, residual, LayerNorm). The encoder calls the attention
         half, `self.attention`, first: under partial sharing the two halves of one layer live
         in different blocks, so the encoder pairs them (`AlbertTransformer.layer_plan`)."""
+        if self.pre_norm:
+            hidden = linear(self.ffn, self.full_layer_layer_norm(x), self.activation_name)
+            return x + self.dropout(linear(self.ffn_output, hidden))
         hidden = linear(self.ffn, x, self.activation_name)
         return self.full_layer_layer_norm(x + self.dropout(linear(self.ffn_output, hidden)))
 
@@ -334,7 +358,11 @@ class AlbertTransformer(nn.Module):
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
+        self.embedding_hidden_mapping_in = (
+            nn.Linear(config.embedding_size, config.hidden_size)
+            if config.embedding_projection == "after_sum"
+            else nn.Identity()  # "word_only": the embeddings are already H-wide
+        )
         share_attention = config.share in ("all", "attention", "none")  # "none": one group per layer
         share_ffn = config.share in ("all", "ffn", "none")
         self.albert_layer_groups = nn.ModuleList(
@@ -406,9 +434,11 @@ class AlbertMLMHead(nn.Module):
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
-        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        # albert_zh ("word_only") transforms at width H, then maps back through its projection
+        width = config.hidden_size if config.embedding_projection == "word_only" else config.embedding_size
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.dense = nn.Linear(config.hidden_size, width)
         self.activation = get_activation(config.hidden_act)
 
     def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
@@ -470,7 +500,8 @@ class AlbertPreTrainedModel(nn.Module):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=std)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=std)
             if module.padding_idx is not None:
@@ -648,7 +679,7 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
             output_hidden_states,
             output_attentions,
         )
-        word_embeddings = self.albert.embeddings.word_embeddings.weight
+        word_embeddings = self.albert.embeddings.decoder_weight()
         logits, mlm_loss = _masked_lm(
             self.predictions, word_embeddings, out.last_hidden_state, labels, sparse_prediction
         )
@@ -696,7 +727,7 @@ class AlbertForMaskedLM(AlbertPreTrainedModel):
             output_hidden_states,
             output_attentions,
         )
-        word_embeddings = self.albert.embeddings.word_embeddings.weight
+        word_embeddings = self.albert.embeddings.decoder_weight()
         logits, loss = _masked_lm(
             self.predictions, word_embeddings, out.last_hidden_state, labels, sparse_prediction
         )
