@@ -169,7 +169,26 @@ class Pipeline:
         results = self.predict(items, **kwargs) if items else []
         return results[0] if single else results
 
+    # Most tasks are one feature per input: `features` (tokenise) -> the runner over padded
+    # batches -> `results` (decode). Kept apart so a server can tokenise texts as they arrive and
+    # batch them with other requests' texts (`albert serve`); question answering overrides `predict`.
+    model_outputs: tuple[str, ...] = ("logits",)  # the outputs decoding reads
+    sequence_outputs: tuple[str, ...] = ()  # those with one row per token
+
     def predict(self, items: list[Any], **kwargs: Any) -> list[Any]:
+        features = self.features(items)
+        return self.results(
+            items, features, self._run(features, self.sequence_outputs, self.model_outputs), **kwargs
+        )
+
+    def features(self, items: list[Any]) -> list[Feature]:
+        """One model input per item: `input_ids` and `token_type_ids` (plus what decoding needs)."""
+        raise NotImplementedError
+
+    def results(
+        self, items: list[Any], features: list[Feature], outputs: list[dict[str, np.ndarray]], **kwargs: Any
+    ) -> list[Any]:
+        """The answer for each item from its feature and its (unpadded) model outputs."""
         raise NotImplementedError
 
     def _run(
@@ -210,7 +229,7 @@ class TextClassificationPipeline(Pipeline):
 
     task = "text-classification"
 
-    def predict(self, items: list[Any], top_k: int | None = 1) -> list[Any]:
+    def features(self, items: list[Any]) -> list[Feature]:
         texts = [_text(item) for item in items]
         has_pairs = any(isinstance(item, dict) and "text_pair" in item for item in items)
         pairs = (
@@ -218,7 +237,15 @@ class TextClassificationPipeline(Pipeline):
             if has_pairs
             else None
         )
-        outputs = self._run(self._features(self._encode(texts, pairs)), (), ("logits",))
+        return self._features(self._encode(texts, pairs))
+
+    def results(
+        self,
+        items: list[Any],
+        features: list[Feature],
+        outputs: list[dict[str, np.ndarray]],
+        top_k: int | None = 1,
+    ) -> list[Any]:
         logits = np.stack([o["logits"] for o in outputs])
         problem_type = self.loaded.config.get("problem_type")
         if problem_type is None and len(self.loaded.id2label) == 1:
@@ -232,16 +259,24 @@ class TokenClassificationPipeline(Pipeline):
 
     task = "token-classification"
 
-    def predict(self, items: list[Any]) -> list[Any]:
-        texts = [_text(item) for item in items]
+    sequence_outputs = ("logits",)
+
+    def features(self, items: list[Any]) -> list[Feature]:
         char_level = bool(self.options.char_level)
-        words = [postprocess.split_words(text, char_level) for text in texts]
+        words = [postprocess.split_words(_text(item), char_level) for item in items]
         features = encode_words(
             self.tokenizer, [[w for w, _, _ in ws] for ws in words], char_level, self.options.max_seq_length
         )
-        outputs = self._run(features, ("logits",), ("logits",))
+        for feature, ws in zip(features, words, strict=True):
+            feature["words"] = ws
+        return features
+
+    def results(
+        self, items: list[Any], features: list[Feature], outputs: list[dict[str, np.ndarray]]
+    ) -> list[Any]:
         results = []
-        for text, ws, feature, output in zip(texts, words, features, outputs, strict=True):
+        for item, feature, output in zip(items, features, outputs, strict=True):
+            text, ws = _text(item), feature["words"]
             word_logits, seen = postprocess.first_subword(output["logits"], feature["word_ids"], len(ws))
             probabilities = postprocess.softmax(word_logits) if len(ws) else np.zeros((0, 1))
             results.append(postprocess.group_entities(text, ws, probabilities, seen, self.loaded.id2label))
@@ -299,16 +334,23 @@ class FillMaskPipeline(Pipeline):
 
     task = "fill-mask"
 
-    def predict(self, items: list[Any], top_k: int = 5) -> list[Any]:
+    sequence_outputs = ("logits",)
+
+    def features(self, items: list[Any]) -> list[Feature]:
         texts = [_text(item) for item in items]
         encoded = self._encode(texts)
         mask_id = self.tokenizer.mask_token_id
         for i, ids in enumerate(encoded["input_ids"]):
             if mask_id not in ids:
                 raise AlbertError(f"input {i} has no {self.tokenizer.mask_token} token: {texts[i][:80]!r}")
-        outputs = self._run(self._features(encoded), ("logits",), ("logits",))
+        return self._features(encoded)
+
+    def results(
+        self, items: list[Any], features: list[Feature], outputs: list[dict[str, np.ndarray]], top_k: int = 5
+    ) -> list[Any]:
+        mask_id = self.tokenizer.mask_token_id
         results = []
-        for ids, output in zip(encoded["input_ids"], outputs, strict=True):
+        for ids, output in zip((f["input_ids"] for f in features), outputs, strict=True):
             per_mask = []
             for position in [p for p, token in enumerate(ids) if token == mask_id]:
                 candidates = []
@@ -335,11 +377,23 @@ class FeatureExtractionPipeline(Pipeline):
 
     task = "feature-extraction"
 
+    model_outputs = sequence_outputs = ("last_hidden_state",)
+
     def predict(self, items: list[Any], pooling: str = "mean") -> list[Any]:
         if pooling not in ("mean", "cls"):
             raise AlbertError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
-        features = self._features(self._encode([_text(item) for item in items]))
-        outputs = self._run(features, ("last_hidden_state",), ("last_hidden_state",))
+        return super().predict(items, pooling=pooling)
+
+    def features(self, items: list[Any]) -> list[Feature]:
+        return self._features(self._encode([_text(item) for item in items]))
+
+    def results(
+        self,
+        items: list[Any],
+        features: list[Feature],
+        outputs: list[dict[str, np.ndarray]],
+        pooling: str = "mean",
+    ) -> list[Any]:
         return [
             postprocess.pool(o["last_hidden_state"], np.ones(len(o["last_hidden_state"])), pooling)
             for o in outputs
