@@ -79,6 +79,7 @@ class ServeSettings:
     max_batch_tokens: int = 16384  # padded tokens (texts x longest) of one batch
     max_batch_size: int = 64  # texts in one batch
     max_wait_ms: float = 2.0  # how long the oldest waiting text may wait for company
+    max_padding: float = 0.2  # the share of a batch's tokens that may be padding
     max_queue: int = 1024  # requests accepted and not yet answered; more get 429
     max_input_length: int | None = None  # tokens; default: the model's (its fine-tuning length)
     max_client_batch_size: int = 64  # texts in one request; more get 413
@@ -95,6 +96,8 @@ class ServeSettings:
         ):
             if getattr(self, name) < 1:
                 raise AlbertError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if not 0 <= self.max_padding < 1:
+            raise AlbertError(f"--max-padding must be a fraction in [0, 1), not {self.max_padding}")
         if not (self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
             raise AlbertError(f"--max-wait-ms must be a number >= 0, not {self.max_wait_ms}")
         if self.max_input_length is not None and self.max_input_length < 2:
@@ -269,12 +272,15 @@ class Batcher:
 
     def select(self) -> tuple[list[Waiting], bool]:
         """The next batch: the oldest text plus the waiting texts nearest to it in length, as many
-        as the limits allow; and whether a limit was reached (the batch cannot grow)."""
+        as the limits allow; and whether a limit was reached (the batch cannot grow).
+
+        On a CPU a batch saves work only if it is not mostly padding (a padded token costs as
+        much as a real one), so a text that would make more than `max_padding` of the batch's
+        tokens padding stays for a later batch of its own length."""
         oldest = self.waiting[0]
         ordered = sorted(self.waiting, key=lambda w: w.length)
-        low = high = next(i for i, w in enumerate(ordered) if w is oldest)
-        high += 1
-        longest = oldest.length
+        low = next(i for i, w in enumerate(ordered) if w is oldest)
+        high, longest, real = low + 1, oldest.length, oldest.length
         while high - low < self.settings.max_batch_size:
             left = ordered[low - 1] if low > 0 else None
             right = ordered[high] if high < len(ordered) else None
@@ -283,10 +289,13 @@ class Batcher:
             take_right = left is None or (
                 right is not None and right.length - oldest.length < oldest.length - left.length
             )
-            candidate = right if take_right else left
-            if max(longest, candidate.length) * (high - low + 1) > self.settings.max_batch_tokens:  # type: ignore[union-attr]
+            candidate: Waiting = right if take_right else left  # type: ignore[assignment]
+            padded = max(longest, candidate.length) * (high - low + 1)
+            if padded > self.settings.max_batch_tokens or padded - real - candidate.length > (
+                self.settings.max_padding * padded
+            ):
                 return ordered[low:high], True
-            longest = max(longest, candidate.length)  # type: ignore[union-attr]
+            longest, real = max(longest, candidate.length), real + candidate.length
             low, high = (low, high + 1) if take_right else (low - 1, high)
         return ordered[low:high], True
 
@@ -805,6 +814,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a text may wait for others to batch with",
     )
     parser.add_argument(
+        "--max-padding",
+        type=float,
+        default=defaults.max_padding,
+        help="share of a batch's tokens that may be padding (higher: bigger batches, more wasted work)",
+    )
+    parser.add_argument(
         "--max-queue", type=int, default=defaults.max_queue, help="requests waiting; more get 429"
     )
     parser.add_argument("--max-input-length", type=int, help="tokens per text (default: the model's)")
@@ -855,6 +870,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch_tokens=args.max_batch_tokens,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
+        max_padding=args.max_padding,
         max_queue=args.max_queue,
         max_input_length=args.max_input_length,
         max_client_batch_size=args.max_client_batch_size,
