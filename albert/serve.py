@@ -351,6 +351,10 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
 
+# ----------------------------------------------------------------------------------------
+# HTTP plumbing
+
+
 class RequestGuard:
     """ASGI middleware: refuses bodies over the limit (413) before they are read, and counts
     every response by endpoint and status with its latency."""
@@ -777,9 +781,8 @@ async def answer_or_disconnect(job: Job, request: Any) -> list[Any]:
 
 def app_from_environment() -> Any:
     """The app of one `--workers N` worker process (settings come in `ALBERT_SERVE_SETTINGS`)."""
-    return create_app(
-        json.loads(os.environ[ENV_SETTINGS])["model"], ServeSettings(**json.loads(os.environ[ENV_SETTINGS]))
-    )
+    settings = ServeSettings(**json.loads(os.environ[ENV_SETTINGS]))
+    return create_app(settings.model, settings)
 
 
 # ----------------------------------------------------------------------------------------

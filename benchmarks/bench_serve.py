@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import statistics
@@ -252,7 +253,7 @@ def bench_model(preset: str, model_dir: Path, texts: list[str], args: argparse.N
         }
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SERVERS}
         for level, concurrency in enumerate(args.concurrency):
-            requests = max(args.requests, 2 * concurrency)
+            requests = max(args.requests, concurrency)
             order = SERVERS if level % 2 == 0 else tuple(reversed(SERVERS))  # alternate who goes first
             for name in order:
                 process, url = servers[name]
@@ -377,7 +378,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["albert-base-v2", "albert-tiny"])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument(
-        "--requests", type=int, default=512, help="requests per level (at least 2x concurrency)"
+        "--requests", type=int, default=512, help="requests per level (at least the concurrency)"
     )
     parser.add_argument(
         "--rss-requests", type=int, default=10000, help="requests of the memory check (0: skip)"
@@ -389,6 +390,9 @@ def main() -> None:
         type=int,
         help="torch threads of every server and the in-process baseline (default: all cores)",
     )
+    parser.add_argument(
+        "--report", action="store_true", help="print the table of the last results file; run nothing"
+    )
     parser.add_argument("--transformers-server", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -396,24 +400,29 @@ def main() -> None:
     if args.transformers_server:
         run_transformers_server(args.transformers_server, args.threads)
         return
+    from machine import RESULTS_DIR, write_results
+
+    if args.report:
+        results = json.loads((RESULTS_DIR / "bench_serve.json").read_text(encoding="utf-8"))
+        print(f"{table(results)}\n\n{targets(results)}")
+        return
     if not DATA.is_dir():
         raise SystemExit(f"shared data not found at {DATA}")
-    from machine import write_results
 
     texts = read_texts(DATA / "dev.csv", None)
     started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        models = build_models(Path(tmp), args.presets)
-        measured = {preset: bench_model(preset, models[preset], texts, args) for preset in args.presets}
-    results = {
+    results: dict[str, Any] = {
         "command": "python benchmarks/bench_serve.py " + " ".join(sys.argv[1:]),
         "data": f"Rotten Tomatoes dev ({len(texts)} reviews), one text per request",
-        "seconds": time.time() - started,
         "threads": args.threads or os.cpu_count(),
-        "load_average_at_end": os.getloadavg()[0],
-        "models": measured,
+        "models": {},
     }
-    path = write_results("bench_serve", results)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = build_models(Path(tmp), args.presets)
+        for preset in args.presets:  # results are written after each model, so a long run keeps its part
+            results["models"][preset] = bench_model(preset, models[preset], texts, args)
+            results["seconds"], results["load_average"] = time.time() - started, os.getloadavg()[0]
+            path = write_results("bench_serve", results)
     plot(results, PLOT)
     print(f"\nwrote {path} and {PLOT}\n\n{table(results)}\n\n{targets(results)}")
 

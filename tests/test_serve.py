@@ -486,3 +486,29 @@ def test_importing_albert_does_not_import_the_server() -> None:
         "import sys, albert, albert.cli; assert not {'fastapi', 'uvicorn', 'albert.serve'} & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_batches_group_texts_of_similar_length_within_the_limits() -> None:
+    from albert.serve import Batcher, Job, Metrics, ServeSettings, Waiting
+
+    def batcher(**limits: Any) -> Batcher:
+        return Batcher(lambda **batch: {}, lambda *args: [], 0, ((), ()), ServeSettings(**limits), Metrics())
+
+    def queue(b: Batcher, lengths: list[int]) -> None:
+        job = Job([], [], {}, None)  # type: ignore[arg-type]
+        b.waiting = [Waiting(job, i, length, float(i)) for i, length in enumerate(lengths)]
+
+    loose = batcher(max_batch_size=8, max_padding=0.2)
+    queue(loose, [10, 50, 11, 12, 49, 9, 30])
+    chosen, full = loose.select()
+    assert sorted(w.length for w in chosen) == [9, 10, 11, 12] and full  # 30 would make it mostly padding
+    queue(loose, [10, 11, 12])
+    assert [w.length for w in loose.select()[0]] == [10, 11, 12] and not loose.select()[1]  # may wait
+    small = batcher(max_batch_size=2)
+    queue(small, [20, 20, 20])
+    assert len(small.select()[0]) == 2 and small.select()[1]
+    budget = batcher(max_batch_tokens=100, max_padding=0.9)
+    queue(budget, [30, 30, 30, 30])
+    assert len(budget.select()[0]) == 3 and budget.select()[1]  # 4 x 30 > 100 padded tokens
+    queue(budget, [400])
+    assert len(budget.select()[0]) == 1  # a text over the budget still runs, alone
