@@ -160,12 +160,12 @@ def servers(models: dict[str, Path]) -> Iterator[dict[str, Server]]:
         "fill": Server(models["fill"], *limits),
         "embed": Server(models["embed"], *limits),
         "onnx": Server(models["onnx"], "--runtime", "onnx"),
-        # a text waits up to 400 ms for company, at most 3 requests may wait, 4 texts per request
+        # a text waits up to 2 s for company, at most 3 requests may wait, 4 texts per request
         "strict": Server(
             models["classify"],
             *limits,
             "--max-wait-ms",
-            "400",
+            "2000",
             "--max-queue",
             "3",
             "--max-client-batch-size",
@@ -361,7 +361,9 @@ def test_full_queue_answers_429_with_retry_after(servers: dict[str, Server]) -> 
             waiting = [
                 asyncio.create_task(client.post("/predict", json={"inputs": f"text {i}"})) for i in range(3)
             ]
-            while server.metric("albert_queue_depth") < 3:  # the three wait 400 ms for company
+            deadline = time.monotonic() + 10
+            while server.metric("albert_queue_depth") < 3:  # the three wait 2 s for company
+                assert time.monotonic() < deadline, "the three requests never queued together"
                 await asyncio.sleep(0.01)
             refused = await client.post("/predict", json={"inputs": "one too many"})
             return [refused, *await asyncio.gather(*waiting)]
@@ -387,7 +389,7 @@ def test_disconnected_client_has_its_texts_dropped(servers: dict[str, Server]) -
         deadline = time.monotonic() + 10
         while server.metric("albert_queue_depth") < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-    deadline = time.monotonic() + 10  # the batch would close at 400 ms; the texts must go first
+    deadline = time.monotonic() + 10  # the batch would close at 2 s; the texts must go first
     while server.metric("albert_dropped_texts_total") - dropped_before < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.metric("albert_dropped_texts_total") - dropped_before == 2
@@ -436,7 +438,7 @@ def test_model_exception_answers_500_and_the_server_keeps_serving(classifier_dir
 def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(
     models: dict[str, Path], classify: Any
 ) -> None:
-    server = Server(models["classify"], "--max-input-length", "64", "--max-wait-ms", "300").wait_ready()
+    server = Server(models["classify"], "--max-input-length", "64", "--max-wait-ms", "2000").wait_ready()
     texts = mixed_texts(40)
 
     async def load_then_terminate() -> list[Any]:
