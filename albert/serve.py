@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ import numpy as np
 
 from albert import __version__
 from albert.errors import AlbertError
+from albert.predict import to_json
 from albert.tasks.common import Feature, feature_length, run_batch
 
 INSTALL_HINT = "pip install 'albert[serve]'"
@@ -534,14 +535,6 @@ def too_long(pipe: Any, item: Any, feature: Feature) -> bool:
     return len(pipe.tokenizer(text, pair, truncation=False)["input_ids"]) > limit
 
 
-def to_json(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, list):
-        return [to_json(v) for v in value]
-    return value
-
-
 def decoder(
     pipe: Any,
 ) -> Callable[[list[Any], list[Feature], list[dict[str, np.ndarray]], dict[str, Any]], list[Any]]:
@@ -864,21 +857,12 @@ def run(args: argparse.Namespace) -> int:
             f"no model at {args.model}; pass a directory written by `albert finetune`/`albert export`"
         )
     cores = os.cpu_count() or 1
+    # every option named like a settings field is that field
     settings = ServeSettings(
-        model=args.model,
-        task=args.task,
-        tokenizer=args.tokenizer,
-        runtime=args.runtime,
-        int8=args.int8,
-        max_batch_tokens=args.max_batch_tokens,
-        max_batch_size=args.max_batch_size,
-        max_wait_ms=args.max_wait_ms,
-        max_padding=args.max_padding,
-        max_queue=args.max_queue,
-        max_input_length=args.max_input_length,
-        max_client_batch_size=args.max_client_batch_size,
-        threads=args.threads or (max(1, cores // args.workers) if args.workers > 1 else None),
+        **{f.name: getattr(args, f.name) for f in fields(ServeSettings) if hasattr(args, f.name)}
     )
+    if args.workers > 1 and settings.threads is None:
+        settings.threads = max(1, cores // args.workers)
     settings.check()
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
