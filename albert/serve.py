@@ -313,7 +313,7 @@ class Batcher:
                 self.arrival.clear()
                 try:
                     await asyncio.wait_for(self.arrival.wait(), delay)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # (not the builtin TimeoutError before Python 3.11)
                     pass
                 continue  # look again: more company, or the wait is over
             chosen = {id(w) for w in batch}
@@ -326,6 +326,8 @@ class Batcher:
                 for job in {id(w.job): w.job for w in batch}.values():
                     if not job.future.done():
                         job.future.set_exception(ModelFailed(f"{type(e).__name__}: {e}"))
+                self.waiting = [w for w in self.waiting if not w.job.future.done()]  # their other texts
+                self.metrics.queue_depth.set(len(self.waiting))
                 continue
             for waiting, answer in zip(batch, answers, strict=True):
                 job = waiting.job
