@@ -387,6 +387,7 @@ def main() -> None:
         type=int,
         help="torch threads of every server and the in-process baseline (default: all cores)",
     )
+    parser.add_argument("--name", default="bench_serve", help="results file: benchmarks/results/NAME.json")
     parser.add_argument(
         "--report", action="store_true", help="print the table of the last results file; run nothing"
     )
