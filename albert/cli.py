@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("albert.finetune", "fine-tune on a labelled task; keep the best dev checkpoint"),
     "evaluate": ("albert.evaluate", "score a fine-tuned model on a labelled file (JSON metrics)"),
     "predict": ("albert.predict", "run a pipeline over texts; JSON lines out"),
+    "serve": ("albert.serve", "an HTTP inference server with dynamic batching (FastAPI on uvicorn)"),
     "export": ("albert.export", "export a model to ONNX (fp32 or int8) with its config and tokenizer"),
     "convert-bert": (
         "albert.convert_bert",

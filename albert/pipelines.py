@@ -205,7 +205,26 @@ class Pipeline:
         results = self.predict(items, **kwargs) if items else []
         return results[0] if single else results
 
+    # Most tasks are one feature per input: `features` (tokenise) -> the runner over padded
+    # batches -> `results` (decode). Kept apart so a server can tokenise texts as they arrive and
+    # batch them with other requests' texts (`albert serve`); question answering overrides `predict`.
+    model_outputs: tuple[str, ...] = ("logits",)  # the outputs decoding reads
+    sequence_outputs: tuple[str, ...] = ()  # those with one row per token
+
     def predict(self, items: list[Any], **kwargs: Any) -> list[Any]:
+        features = self.features(items)
+        return self.results(
+            items, features, self._run(features, self.sequence_outputs, self.model_outputs), **kwargs
+        )
+
+    def features(self, items: list[Any]) -> list[Feature]:
+        """One model input per item: `input_ids` and `token_type_ids` (plus what decoding needs)."""
+        raise NotImplementedError
+
+    def results(
+        self, items: list[Any], features: list[Feature], outputs: list[dict[str, np.ndarray]], **kwargs: Any
+    ) -> list[Any]:
+        """The answer for each item from its feature and its (unpadded) model outputs."""
         raise NotImplementedError
 
     def _run(
@@ -246,7 +265,7 @@ class TextClassificationPipeline(Pipeline):
 
     task = "text-classification"
 
-    def predict(self, items: list[Any], top_k: int | None = 1) -> list[Any]:
+    def features(self, items: list[Any]) -> list[Feature]:
         texts = [_text(item) for item in items]
         has_pairs = any(isinstance(item, dict) and "text_pair" in item for item in items)
         pairs = (
@@ -254,7 +273,15 @@ class TextClassificationPipeline(Pipeline):
             if has_pairs
             else None
         )
-        outputs = self._run(self._features(self._encode(texts, pairs)), (), ("logits",))
+        return self._features(self._encode(texts, pairs))
+
+    def results(
+        self,
+        items: list[Any],
+        features: list[Feature],
+        outputs: list[dict[str, np.ndarray]],
+        top_k: int | None = 1,
+    ) -> list[Any]:
         logits = np.stack([o["logits"] for o in outputs])
         problem_type = self.loaded.config.get("problem_type")
         if problem_type is None and len(self.loaded.id2label) == 1:
@@ -271,9 +298,31 @@ class TokenClassificationPipeline(Pipeline):
 
     task = "token-classification"
 
-    def predict(self, items: list[Any]) -> list[Any]:
-        texts = [_text(item) for item in items]
+    sequence_outputs = ("logits",)
+
+    def features(self, items: list[Any]) -> list[Feature]:
         char_level = bool(self.options.char_level)
+        words = [postprocess.split_words(_text(item), char_level) for item in items]
+        features = encode_words(
+            self.tokenizer, [[w for w, _, _ in ws] for ws in words], char_level, self.options.max_seq_length
+        )
+        for feature, ws in zip(features, words, strict=True):
+            feature["words"] = ws
+        return features
+
+    def results(
+        self, items: list[Any], features: list[Feature], outputs: list[dict[str, np.ndarray]]
+    ) -> list[Any]:
+        """One truncated window per text: the server's path, where each text is one batch entry."""
+        return [
+            self._entities(_text(item), feature["words"], [(output["logits"], feature["word_ids"])])
+            for item, feature, output in zip(items, features, outputs, strict=True)
+        ]
+
+    def predict(self, items: list[Any], **kwargs: Any) -> list[Any]:
+        """Every word tagged: each text in as many overlapping windows as it needs."""
+        char_level = bool(self.options.char_level)
+        texts = [_text(item) for item in items]
         words = [postprocess.split_words(text, char_level) for text in texts]
         whole = encode_words(self.tokenizer, [[w for w, _, _ in ws] for ws in words], char_level, sys.maxsize)
         windows = [
@@ -283,13 +332,17 @@ class TokenClassificationPipeline(Pipeline):
             for f in whole
         ]
         outputs = iter(self._run([w for ws in windows for w in ws], ("logits",), ("logits",)))
-        results = []
-        for text, ws, text_windows in zip(texts, words, windows, strict=True):
-            pairs = [(next(outputs)["logits"], window["word_ids"]) for window in text_windows]
-            word_logits, seen = postprocess.merge_windows(pairs, len(ws))
-            probabilities = postprocess.softmax(word_logits) if len(ws) else np.zeros((0, 1))
-            results.append(postprocess.group_entities(text, ws, probabilities, seen, self.loaded.id2label))
-        return results
+        return [
+            self._entities(text, ws, [(next(outputs)["logits"], window["word_ids"]) for window in text_windows])
+            for text, ws, text_windows in zip(texts, words, windows, strict=True)
+        ]
+
+    def _entities(
+        self, text: str, words: list[Any], windows: list[tuple[np.ndarray, list[int | None]]]
+    ) -> list[Any]:
+        word_logits, seen = postprocess.merge_windows(windows, len(words))
+        probabilities = postprocess.softmax(word_logits) if len(words) else np.zeros((0, 1))
+        return postprocess.group_entities(text, words, probabilities, seen, self.loaded.id2label)
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -343,7 +396,9 @@ class FillMaskPipeline(Pipeline):
 
     task = "fill-mask"
 
-    def predict(self, items: list[Any], top_k: int = 5) -> list[Any]:
+    sequence_outputs = ("logits",)
+
+    def features(self, items: list[Any]) -> list[Feature]:
         texts = [_text(item) for item in items]
         encoded = self._encode(texts)
         mask_id = self.tokenizer.mask_token_id
@@ -356,9 +411,14 @@ class FillMaskPipeline(Pipeline):
                     else f" has no {self.tokenizer.mask_token} token"
                 )
                 raise AlbertError(f"input {i}{problem}: {texts[i][:80]!r}")
-        outputs = self._run(self._features(encoded), ("logits",), ("logits",))
+        return self._features(encoded)
+
+    def results(
+        self, items: list[Any], features: list[Feature], outputs: list[dict[str, np.ndarray]], top_k: int = 5
+    ) -> list[Any]:
+        mask_id = self.tokenizer.mask_token_id
         results = []
-        for ids, output in zip(encoded["input_ids"], outputs, strict=True):
+        for ids, output in zip((f["input_ids"] for f in features), outputs, strict=True):
             per_mask = []
             for position in [p for p, token in enumerate(ids) if token == mask_id]:
                 candidates = []
@@ -385,11 +445,23 @@ class FeatureExtractionPipeline(Pipeline):
 
     task = "feature-extraction"
 
+    model_outputs = sequence_outputs = ("last_hidden_state",)
+
     def predict(self, items: list[Any], pooling: str = "mean") -> list[Any]:
         if pooling not in ("mean", "cls"):
             raise AlbertError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
-        features = self._features(self._encode([_text(item) for item in items]))
-        outputs = self._run(features, ("last_hidden_state",), ("last_hidden_state",))
+        return super().predict(items, pooling=pooling)
+
+    def features(self, items: list[Any]) -> list[Feature]:
+        return self._features(self._encode([_text(item) for item in items]))
+
+    def results(
+        self,
+        items: list[Any],
+        features: list[Feature],
+        outputs: list[dict[str, np.ndarray]],
+        pooling: str = "mean",
+    ) -> list[Any]:
         return [
             postprocess.pool(o["last_hidden_state"], np.ones(len(o["last_hidden_state"])), pooling)
             for o in outputs

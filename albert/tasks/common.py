@@ -312,6 +312,30 @@ def _is_float(values: list[Any]) -> bool:
     return isinstance(probe, float)
 
 
+def run_batch(
+    runner: Runner,
+    features: list[Feature],
+    pad_id: int,
+    sequence_outputs: tuple[str, ...] = (),
+    wanted: tuple[str, ...] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """The outputs for each feature of ONE padded batch (however its members were grouped).
+
+    Outputs named in `sequence_outputs` have one row per token and are cut back to the
+    feature's own length; `wanted` keeps only those outputs (e.g. `logits`)."""
+    batch = pad_batch(features, pad_id)
+    outputs = runner(**{k: batch[k] for k in MODEL_INPUTS})
+    if wanted is not None:
+        outputs = {k: v for k, v in outputs.items() if k in wanted}
+    return [
+        {
+            name: (value[row, : feature_length(feature)] if name in sequence_outputs else value[row])
+            for name, value in outputs.items()
+        }
+        for row, feature in enumerate(features)
+    ]
+
+
 def run_model(
     runner: Runner,
     features: list[Feature],
@@ -321,22 +345,14 @@ def run_model(
     wanted: tuple[str, ...] | None = None,
     progress: Any = None,
 ) -> list[dict[str, np.ndarray]]:
-    """The outputs for each feature, in feature order, from length-sorted padded batches.
-
-    Outputs named in `sequence_outputs` have one row per token and are cut back to the
-    feature's own length; `wanted` keeps only those outputs (e.g. `logits`)."""
+    """The outputs for each feature, in feature order, from length-sorted padded batches
+    (see `run_batch` for `sequence_outputs` and `wanted`)."""
     results: list[dict[str, np.ndarray] | None] = [None] * len(features)
     lengths = [feature_length(f) for f in features]
     for indices in length_bucketed_batches(lengths, batch_size, shuffle=False):
-        batch = pad_batch([features[i] for i in indices], pad_id)
-        outputs = runner(**{k: batch[k] for k in MODEL_INPUTS})
-        if wanted is not None:
-            outputs = {k: v for k, v in outputs.items() if k in wanted}
-        for row, index in enumerate(indices):
-            results[index] = {
-                name: (value[row, : lengths[index]] if name in sequence_outputs else value[row])
-                for name, value in outputs.items()
-            }
+        outputs = run_batch(runner, [features[i] for i in indices], pad_id, sequence_outputs, wanted)
+        for index, output in zip(indices, outputs, strict=True):
+            results[index] = output
         if progress is not None:
             progress.update(len(indices))
     return results  # type: ignore[return-value]
