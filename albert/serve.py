@@ -423,9 +423,9 @@ def model_task(settings: ServeSettings) -> str:
 
         directory = resolve_onnx_file(path).parent
     else:
-        from albert.checkpoint import resolve_model_dir
+        from albert.hub import weights_directory
 
-        directory = resolve_model_dir(path)
+        directory = weights_directory(path)
     try:
         architectures = (
             json.loads((directory / "config.json").read_text(encoding="utf-8")).get("architectures") or []
