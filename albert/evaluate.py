@@ -41,6 +41,11 @@ def resolve_task(model: str | Path, task: str | None) -> str:
     raise AlbertError(f"cannot tell which task {model} was fine-tuned for; pass --task ({', '.join(TASKS)})")
 
 
+def is_pretraining_data(data: str | Path) -> bool:
+    """An `albert data` directory (scored as a pretraining checkpoint), not a labelled file."""
+    return Path(data).is_dir() and (Path(data) / "manifest.json").is_file()
+
+
 def evaluate(
     model: str | Path,
     data: str | Path,
@@ -48,18 +53,20 @@ def evaluate(
     tokenizer: str | Path | None = None,
     runtime: str = "torch",
     batch_size: int = 64,
+    dtype: Any = None,
     **option_overrides: Any,
 ) -> dict[str, Any]:
     """The metrics of a fine-tuned model (directory, or .onnx file with runtime="onnx") on `data`;
-    for a pretraining checkpoint and an `albert data` directory, the pretraining metrics."""
-    if Path(data).is_dir() and (Path(data) / "manifest.json").is_file():
+    for a pretraining checkpoint and an `albert data` directory, the pretraining metrics.
+    `dtype` is the fine-tuned torch model's precision (see `albert.pipeline.load_model`)."""
+    if is_pretraining_data(data):
         from albert.pretrain import evaluate_pretraining
 
         return evaluate_pretraining(model, data, batch_size=batch_size)
     from albert.pipeline import load_model
 
     name = resolve_task(model, task)
-    loaded = load_model(name, model, tokenizer, runtime)
+    loaded = load_model(name, model, tokenizer, runtime, dtype)
     task_obj = get_task(name, loaded.task_options(**option_overrides))
     task_obj.restore_labels(loaded.config)
     examples = task_obj.read(data)
@@ -87,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
     parser.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="fine-tuned torch models: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32",
+    )
     add_task_arguments(parser)
 
 
@@ -94,8 +107,26 @@ def run(args: argparse.Namespace) -> int:
     from albert.finetune import given_task_options
 
     overrides = given_task_options(args)
+    precision = args.precision
+    if is_pretraining_data(args.data):  # pretraining checkpoints are scored as pretraining runs them
+        if precision == "bf16":
+            raise AlbertError(
+                "--precision bf16 applies to fine-tuned models; pretraining checkpoints score in fp32"
+            )
+        precision = None
+    elif args.runtime == "torch":
+        from albert.hardware import announce_precision
+
+        precision = announce_precision("evaluate", args.precision)
     metrics = evaluate(
-        args.model, args.data, args.task, args.tokenizer, args.runtime, args.batch_size, **overrides
+        args.model,
+        args.data,
+        args.task,
+        args.tokenizer,
+        args.runtime,
+        args.batch_size,
+        precision,
+        **overrides,
     )
     print(json.dumps(metrics))
     return 0

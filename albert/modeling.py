@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert import fastpath
+from albert import fastpath, hardware
 from albert.config import AlbertConfig
 from albert.errors import AlbertError
 
@@ -442,13 +442,21 @@ class AlbertPreTrainedModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | os.PathLike, config: AlbertConfig | None = None, **config_overrides: Any
+        cls,
+        name_or_path: str | os.PathLike,
+        config: AlbertConfig | None = None,
+        *,
+        dtype: str | torch.dtype | None = None,
+        **config_overrides: Any,
     ) -> AlbertPreTrainedModel:
         """Load a checkpoint directory written here or by transformers, or a hub name found in the
-        local Hugging Face cache. Keyword arguments override config fields."""
+        local Hugging Face cache. Keyword arguments override config fields. `dtype` ("auto",
+        "fp32", "bf16" or a torch dtype; default: as stored) casts the weights, for inference:
+        "auto" picks bf16 on CPUs with native bf16 units (`albert.hardware`)."""
         from albert.checkpoint import load_model
 
-        return load_model(cls, name_or_path, config, **config_overrides)
+        model = load_model(cls, name_or_path, config, **config_overrides)
+        return model if dtype is None else model.to(hardware.torch_dtype(dtype))
 
     @classmethod
     def from_preset(cls, name: str, **config_overrides: Any) -> AlbertPreTrainedModel:

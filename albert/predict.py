@@ -73,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model directory (or .onnx file with --runtime onnx)")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
     parser.add_argument("--runtime", choices=list(RUNTIMES), default="torch")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="torch runtime: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32",
+    )
     parser.add_argument("--input", help="file with one text per line, or JSON lines")
     parser.add_argument("--output", help="write JSON lines here instead of stdout")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -93,7 +99,14 @@ def run(args: argparse.Namespace) -> int:
     from albert.pipeline import pipeline
 
     items = read_inputs(args)
-    pipe = pipeline(args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length)
+    precision = args.precision
+    if args.runtime == "torch":
+        from albert.hardware import announce_precision
+
+        precision = announce_precision("predict", args.precision)
+    pipe = pipeline(
+        args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length, precision
+    )
     kwargs: dict[str, Any] = {}
     if args.task in ("text-classification", "fill-mask") and args.top_k is not None:
         kwargs["top_k"] = args.top_k

@@ -92,7 +92,9 @@ def test_text_classification_end_to_end(tmp_path, tokenizer_dir, tokenizer, tiny
     assert set(metrics) >= {"accuracy", "macro_f1", "mcc"}
 
     texts = ["good", "a very very long boring dull story it was and the film", "happy film"]
-    lines = cli_json_lines(capsys, "predict", "--task", "text-classification", "--model", str(out), *texts)
+    lines = cli_json_lines(
+        capsys, "predict", "--task", "text-classification", "--model", str(out), "--precision", "fp32", *texts
+    )
     import albert
 
     classify = albert.pipeline("text-classification", model=out, batch_size=2)
