@@ -105,19 +105,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from albert.finetune import given_task_options
+    from albert.hardware import announce_precision, choose_precision
 
     overrides = given_task_options(args)
-    precision = args.precision
-    if is_pretraining_data(args.data):  # pretraining checkpoints are scored as pretraining runs them
-        if precision == "bf16":
-            raise AlbertError(
-                "--precision bf16 applies to fine-tuned models; pretraining checkpoints score in fp32"
-            )
-        precision = None
-    elif args.runtime == "torch":
-        from albert.hardware import announce_precision
-
-        precision = announce_precision("evaluate", args.precision)
+    pretraining = is_pretraining_data(args.data)
+    if pretraining and args.precision == "bf16":
+        raise AlbertError(
+            "--precision bf16 applies to fine-tuned models; pretraining checkpoints score in fp32"
+        )
+    announce = args.runtime == "torch" and not pretraining
+    precision = choose_precision(args.precision) if announce else args.precision
     metrics = evaluate(
         args.model,
         args.data,
@@ -128,5 +125,7 @@ def run(args: argparse.Namespace) -> int:
         precision,
         **overrides,
     )
+    if announce:
+        announce_precision("evaluate", args.precision, precision)
     print(json.dumps(metrics))
     return 0

@@ -78,8 +78,6 @@ def torch_dtype(precision: str | torch.dtype) -> torch.dtype:
     return DTYPES[choose_precision(precision)]
 
 
-def announce_precision(command: str, requested: str) -> str:
-    """`choose_precision(requested)`, with the choice reported as one stderr line of `command`."""
-    chosen = choose_precision(requested)
+def announce_precision(command: str, requested: str, chosen: str) -> None:
+    """Report a CLI's precision choice as one stderr line (once its model has loaded)."""
     print(f"albert {command}: {describe_choice(requested, chosen)}", file=sys.stderr)
-    return chosen

@@ -101,12 +101,14 @@ def run(args: argparse.Namespace) -> int:
     items = read_inputs(args)
     precision = args.precision
     if args.runtime == "torch":
-        from albert.hardware import announce_precision
+        from albert.hardware import announce_precision, choose_precision
 
-        precision = announce_precision("predict", args.precision)
+        precision = choose_precision(args.precision)
     pipe = pipeline(
         args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length, precision
     )
+    if args.runtime == "torch":
+        announce_precision("predict", args.precision, precision)
     kwargs: dict[str, Any] = {}
     if args.task in ("text-classification", "fill-mask") and args.top_k is not None:
         kwargs["top_k"] = args.top_k

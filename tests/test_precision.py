@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,3 +191,29 @@ def test_onnx_runtime_refuses_a_torch_precision(tmp_path: Path, capsys: pytest.C
     argv = ["predict", "--task", "text-classification", "--runtime", "onnx", "--model", str(tmp_path), "x"]
     assert main([*argv, "--precision", "bf16"]) == 2
     assert "applies to the torch runtime" in capsys.readouterr().err
+
+
+def test_int8_onnx_keeps_activations_and_weights_at_full_8_bits(tmp_path: Path) -> None:
+    """The int8 export is u8 x s8 with nothing reduced to 7 bits: activations quantised at run time
+    over [0, 255] (`DynamicQuantizeLinear`), weights int8 per output channel, each channel using
+    the full [-127, 127]. That is the layout VNNI multiplies with 32-bit sums (no saturation);
+    `reduce_range` would halve the weight range and cost accuracy for nothing there."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from albert.export import export_onnx
+
+    torch.manual_seed(0)
+    path = export_onnx(
+        MODEL_CLASSES["AlbertModel"](AlbertConfig(**CONFIG)).eval(), tmp_path / "m.onnx", int8=True
+    )
+    graph = onnx.load(str(path)).graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    producer = {output: node for node in graph.node for output in node.output}
+    products = [node for node in graph.node if node.op_type == "MatMulInteger"]
+    assert products
+    for node in products:
+        assert producer[node.input[0]].op_type == "DynamicQuantizeLinear"  # uint8 activations, full range
+        weight = constants[node.input[1]]
+        assert weight.dtype == np.int8
+        assert (np.abs(weight.astype(np.int32)).max(axis=0) == 127).all(), node.name  # per channel, 8 bits
