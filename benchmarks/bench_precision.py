@@ -117,6 +117,7 @@ def speed_variants(workdir: Path, threads: int) -> dict[str, Runner]:
     reference.save_pretrained(workdir / "hf")
     ours = albert.AlbertModel.from_pretrained(workdir / "hf", dtype="fp32").eval()
     bf16 = albert.AlbertModel.from_pretrained(workdir / "hf", dtype=torch.bfloat16).eval()
+    ours.config.save_pretrained(workdir)  # the ONNX runtime reads it next to the .onnx file
     onnx_int8 = OnnxModel(export_onnx(ours, workdir / "model_int8.onnx", int8=True), threads=threads)
     return {
         "transformers fp32": torch_runner(reference, "last_hidden_state"),
@@ -242,10 +243,10 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=1.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    previous_path = RESULTS_DIR / f"{NAME}.json"
-    previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
     hardware = {"native_bf16": native_bf16(), "bf16_units": bf16_units(), "vnni": cpu_has_vnni()}
     part = {"accuracy": bench_accuracy(args)} if args.accuracy else {"speed": bench_speed(args)}
+    previous_path = RESULTS_DIR / f"{NAME}.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
     kept = {k: v for k, v in previous.items() if k in ("speed", "accuracy")}
     path = write_results(NAME, {**kept, "hardware": hardware, **part})
     print(f"\nwrote {path}")
