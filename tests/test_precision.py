@@ -16,7 +16,6 @@ import torch
 from test_finetune_fixtures import (  # noqa: F401
     classifier_dir,
     cli_json,
-    cli_json_lines,
     finetune_tiny,
     one_thread,
     sentiment_rows,
