@@ -25,6 +25,7 @@ from typing import Any
 
 from albert.errors import AlbertError
 from albert.finetune import add_task_arguments, given_task_options
+from albert.hardware import announce_precision, choose_precision
 from albert.hub import weights_directory
 from albert.pipelines import load_model
 from albert.tasks import TASKS, get_task, task_for_architecture
@@ -46,6 +47,11 @@ def resolve_task(model: str | Path, task: str | None) -> str:
     raise AlbertError(f"cannot tell which task {model} was fine-tuned for; pass --task ({', '.join(TASKS)})")
 
 
+def is_pretraining_data(data: str | Path) -> bool:
+    """An `albert data` directory (scored as a pretraining checkpoint), not a labelled file."""
+    return Path(data).is_dir() and (Path(data) / "manifest.json").is_file()
+
+
 def evaluate(
     model: str | Path,
     data: str | Path,
@@ -53,16 +59,18 @@ def evaluate(
     tokenizer: str | Path | None = None,
     runtime: str = "torch",
     batch_size: int = 64,
+    dtype: Any = None,
     **option_overrides: Any,
 ) -> dict[str, Any]:
     """The metrics of a fine-tuned model (directory, or .onnx file with runtime="onnx") on `data`;
-    for a pretraining checkpoint and an `albert data` directory, the pretraining metrics."""
-    if Path(data).is_dir() and (Path(data) / "manifest.json").is_file():
+    for a pretraining checkpoint and an `albert data` directory, the pretraining metrics.
+    `dtype` is the fine-tuned torch model's precision (see `albert.pipelines.load_model`)."""
+    if is_pretraining_data(data):
         from albert.train.pretraining import evaluate_pretraining
 
         return {**evaluate_pretraining(model, data, batch_size=batch_size), "step": checkpoint_step(model)}
     name = resolve_task(model, task)
-    loaded = load_model(name, model, tokenizer, runtime)
+    loaded = load_model(name, model, tokenizer, runtime, dtype)
     options = loaded.task_options(**option_overrides)
     options.check()
     task_obj = get_task(name, options)
@@ -128,6 +136,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
     parser.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="fine-tuned torch models: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32",
+    )
     add_task_arguments(parser)
 
 
@@ -135,8 +149,24 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise AlbertError(f"--batch-size must be at least 1, not {args.batch_size}")
     overrides = given_task_options(args)
+    pretraining = is_pretraining_data(args.data)
+    if pretraining and args.precision == "bf16":
+        raise AlbertError(
+            "--precision bf16 applies to fine-tuned models; pretraining checkpoints score in fp32"
+        )
+    announce = args.runtime == "torch" and not pretraining
+    precision = choose_precision(args.precision) if announce else args.precision
     metrics = evaluate(
-        args.model, args.data, args.task, args.tokenizer, args.runtime, args.batch_size, **overrides
+        args.model,
+        args.data,
+        args.task,
+        args.tokenizer,
+        args.runtime,
+        args.batch_size,
+        precision,
+        **overrides,
     )
+    if announce:
+        announce_precision("evaluate", args.precision, precision)
     print(json.dumps(strict_json(metrics), allow_nan=False))
     return 0

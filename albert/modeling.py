@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from albert import fastpath, hardware
 from albert.checkpoint import load_model, save_model
 from albert.config import AlbertConfig
 from albert.errors import AlbertError
@@ -62,61 +63,10 @@ def get_activation(name: str) -> Callable[[Tensor], Tensor]:
     return ACTIVATIONS[name]
 
 
-# ----------------------------------------------------------------------------------------
-# inference fast path: oneDNN GEMMs with the weights pre-packed once (and GELU/ReLU fused)
-
-_ONEDNN_POST_OPS: dict[str | None, tuple[str, str]] = {
-    None: ("none", ""),
-    "gelu": ("gelu", "none"),
-    "gelu_new": ("gelu", "tanh"),
-    "gelu_fast": ("gelu", "tanh"),
-    "gelu_pytorch_tanh": ("gelu", "tanh"),
-    "relu": ("relu", ""),
-}
-_ONEDNN = (
-    os.environ.get("ALBERT_DISABLE_ONEDNN", "") in ("", "0")
-    and torch.backends.mkldnn.is_available()
-    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-)
-
-
-def use_packed_weights(x: Tensor) -> bool:
-    """CPU fp32 inference only: never with autograd, and never while tracing, exporting or
-    compiling (those must see the plain graph)."""
-    return (
-        _ONEDNN
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-    )
-
-
-def _packed(
-    owner: nn.Module, sources: tuple[Tensor, ...], make: Callable[[], tuple[Tensor, Tensor]]
-) -> tuple[Tensor, Tensor]:
-    """`make()`'s (weight, bias), the weight reordered for oneDNN; cached on `owner` and rebuilt
-    whenever a source tensor is modified or replaced (its version counter or storage changes)."""
-    key = tuple((t._version, t.data_ptr()) for t in sources)
-    cached = getattr(owner, "_packed_cache", None)
-    if cached is None or cached[0] != key:
-        with torch.inference_mode(False), torch.no_grad():
-            weight, bias = make()
-            cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 128), bias.clone())
-        owner._packed_cache = cached
-    return cached[1], cached[2]
-
-
 def linear(layer: nn.Module, x: Tensor, activation: str | None = None) -> Tensor:
-    """`activation(layer(x))`. At CPU inference this runs oneDNN with the weight packed once and
-    the activation fused into the GEMM: measured 16-35 % faster per call than `F.linear` + GELU on
-    this project's CPU (AVX-512), the same results to ~2e-6."""
-    post_op = _ONEDNN_POST_OPS.get(activation)
-    if type(layer) is nn.Linear and post_op is not None and use_packed_weights(x):
-        weight, bias = _packed(layer, (layer.weight, layer.bias), lambda: (layer.weight, layer.bias))
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, post_op[0], [], post_op[1])
+    """`activation(layer(x))`; at CPU inference one oneDNN call on a packed weight (`albert.fastpath`)."""
+    if fastpath.can_fuse(layer, x, activation):
+        return fastpath.linear(layer, x, activation)
     out = layer(x)
     return get_activation(activation)(out) if activation is not None else out
 
@@ -271,17 +221,8 @@ class AlbertAttention(nn.Module):
 
     def project_qkv(self, x: Tensor, qkv: tuple[Tensor, Tensor] | None) -> Tensor:
         """(batch, seq, 3 * hidden): queries, keys and values in one product."""
-        if use_packed_weights(x):
-            sources = (
-                self.query.weight,
-                self.key.weight,
-                self.value.weight,
-                self.query.bias,
-                self.key.bias,
-                self.value.bias,
-            )
-            weight, bias = _packed(self, sources, self.fused_qkv)
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        if fastpath.applies(x):
+            return fastpath.fused_linear(self, x, self.fused_qkv)
         weight, bias = qkv if qkv is not None else self.fused_qkv()
         return F.linear(x, weight, bias)
 
@@ -405,7 +346,7 @@ class AlbertTransformer(nn.Module):
         fused: dict[int, tuple[Tensor, Tensor]] = {}
         for attention_owner, ffn_owner in self.layer_plan():
             attention = attention_owner.attention
-            if id(attention) not in fused and not use_packed_weights(x):
+            if id(attention) not in fused and not fastpath.applies(x):
                 fused[id(attention)] = attention.fused_qkv()
             qkv = fused.get(id(attention))
             if self.gradient_checkpointing and self.training:
@@ -488,8 +429,7 @@ class AlbertPreTrainedModel(nn.Module):
     def train(self, mode: bool = True) -> AlbertPreTrainedModel:
         """Also drops the inference path's packed weights, so no stale copy can outlive a
         change made behind autograd's back (e.g. through `param.data`)."""
-        for module in self.modules():
-            module.__dict__.pop("_packed_cache", None)
+        fastpath.drop_packed(self)
         return super().train(mode)
 
     def post_init(self) -> None:
@@ -546,12 +486,17 @@ class AlbertPreTrainedModel(nn.Module):
         cls,
         name_or_path: str | os.PathLike | ModelSpec,
         config: AlbertConfig | None = None,
+        *,
+        dtype: str | torch.dtype | None = None,
         **config_overrides: Any,
     ) -> AlbertPreTrainedModel:
         """Load a checkpoint directory written here or by transformers, or a hub name found in the
         local Hugging Face cache (`albert.hub.resolve` decides which; a preset name has no weights
-        and says so). Keyword arguments override config fields."""
-        return load_model(cls, name_or_path, config, **config_overrides)
+        and says so). Keyword arguments override config fields. `dtype` ("auto", "fp32", "bf16" or
+        a torch dtype; default: as stored) casts the weights, for inference: "auto" picks bf16 on
+        CPUs with native bf16 units (`albert.hardware`)."""
+        model = load_model(cls, name_or_path, config, **config_overrides)
+        return model if dtype is None else model.to(hardware.torch_dtype(dtype))
 
     @classmethod
     def from_preset(cls, name: str, **config_overrides: Any) -> AlbertPreTrainedModel:

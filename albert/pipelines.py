@@ -119,13 +119,24 @@ def _load_tokenizer(directory: Path) -> AlbertTokenizer:
 
 
 def load_model(
-    task: str, model: str | Path, tokenizer: str | Path | None = None, runtime: str = "torch"
+    task: str,
+    model: str | Path,
+    tokenizer: str | Path | None = None,
+    runtime: str = "torch",
+    dtype: Any = None,
 ) -> LoadedModel:
-    """The runner for `task` from a model directory (torch) or an exported .onnx file (onnx)."""
+    """The runner for `task` from a model directory (torch) or an exported .onnx file (onnx).
+    `dtype` ("auto", "fp32", "bf16", a torch dtype, or None: as stored) is the torch model's
+    precision; an ONNX model's is fixed when it is exported."""
     if task not in TASK_HEADS:
         raise AlbertError(f"unknown task {task!r}; choose one of: {', '.join(TASK_HEADS)}")
     if runtime not in RUNTIMES:
         raise AlbertError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
+    if runtime == "onnx" and dtype not in (None, "auto", "fp32"):
+        raise AlbertError(
+            f"precision {dtype} applies to the torch runtime; an ONNX model runs in the precision "
+            "it was exported in (`albert export --int8` for int8)"
+        )
     if runtime == "onnx":
         try:
             from albert.onnx_runtime import OnnxModel
@@ -143,7 +154,7 @@ def load_model(
 
         directory = weights_directory(model)
         check_head(task, AlbertConfig.from_pretrained(directory).architectures, model)
-        torch_model = MODEL_CLASSES[TASK_HEADS[task]].from_pretrained(directory).eval()
+        torch_model = MODEL_CLASSES[TASK_HEADS[task]].from_pretrained(directory, dtype=dtype).eval()
         runner, config = TorchRunner(torch_model), torch_model.config.to_dict()
     check_head(task, config.get("architectures"), model)
     tokenizer_dir = Path(tokenizer) if tokenizer is not None else directory
@@ -487,9 +498,12 @@ def pipeline(
     runtime: str = "torch",
     batch_size: int = 32,
     max_seq_length: int | None = None,
+    dtype: Any = None,
 ) -> Pipeline:
-    """A ready-to-call pipeline for `task` (see `PIPELINES`) over a model directory or .onnx file."""
+    """A ready-to-call pipeline for `task` (see `PIPELINES`) over a model directory or .onnx file.
+    `dtype`: the torch model's precision, "auto" (bf16 on CPUs with native bf16, else fp32),
+    "fp32", "bf16" or a torch dtype; None keeps the checkpoint's (fp32)."""
     if task not in PIPELINES:
         raise AlbertError(f"unknown pipeline task {task!r}; choose one of: {', '.join(PIPELINES)}")
-    loaded = load_model(task, model, tokenizer, runtime)
+    loaded = load_model(task, model, tokenizer, runtime, dtype)
     return PIPELINES[task](loaded, batch_size=batch_size, max_seq_length=max_seq_length)

@@ -114,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model directory (or .onnx file with --runtime onnx)")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
     parser.add_argument("--runtime", choices=list(RUNTIMES), default="torch")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="torch runtime: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32",
+    )
     parser.add_argument("--input", help="file with one text per line, or JSON lines")
     parser.add_argument(
         "--input-format",
@@ -141,7 +147,16 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         check_output(args.output, directory=False)
     items = read_inputs(args)
-    pipe = pipeline(args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length)
+    precision = args.precision
+    if args.runtime == "torch":
+        from albert.hardware import announce_precision, choose_precision
+
+        precision = choose_precision(args.precision)
+    pipe = pipeline(
+        args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length, precision
+    )
+    if args.runtime == "torch":
+        announce_precision("predict", args.precision, precision)
     kwargs: dict[str, Any] = {}
     if args.top_k is not None and args.top_k < (1 if args.task == "fill-mask" else 0):
         raise AlbertError(

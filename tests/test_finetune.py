@@ -92,7 +92,9 @@ def test_text_classification_end_to_end(tmp_path, tokenizer_dir, tokenizer, tiny
     assert set(metrics) >= {"accuracy", "macro_f1", "mcc"}
 
     texts = ["good", "a very very long boring dull story it was and the film", "happy film"]
-    lines = cli_json_lines(capsys, "predict", "--task", "text-classification", "--model", str(out), *texts)
+    lines = cli_json_lines(
+        capsys, "predict", "--task", "text-classification", "--model", str(out), "--precision", "fp32", *texts
+    )
     import albert
 
     classify = albert.pipeline("text-classification", model=out, batch_size=2)
@@ -173,7 +175,17 @@ def test_token_classification_end_to_end(tmp_path, tokenizer_dir, tokenizer, tin
     assert set(metrics["per_type"]) <= {"PER", "LOC"}
 
     texts = [" ".join(words) for words, _ in NER_SENTENCES]
-    lines = cli_json_lines(capsys, "predict", "--task", "token-classification", "--model", str(out), *texts)
+    lines = cli_json_lines(
+        capsys,
+        "predict",
+        "--task",
+        "token-classification",
+        "--model",
+        str(out),
+        "--precision",
+        "fp32",
+        *texts,
+    )
     import albert
 
     tagger = albert.pipeline("token-classification", model=out, batch_size=3)
@@ -261,6 +273,8 @@ def test_question_answering_end_to_end(tmp_path, tokenizer_dir, tokenizer, tiny_
         "question-answering",
         "--model",
         str(out),
+        "--precision",
+        "fp32",
         "--question",
         questions[0],
         "--context",
@@ -315,7 +329,7 @@ def test_multiple_choice_end_to_end(tmp_path, tokenizer_dir, tokenizer, tiny_con
         ["Emma sat.", "Emma sat."], ["She played.", "She flew."], padding=True, return_tensors="np"
     )
     assert_transformers_loads(out, "AlbertForMultipleChoice", {k: v[None] for k, v in choices.items()})
-    metrics = cli_json(capsys, "evaluate", "--model", str(out), "--data", str(data))
+    metrics = cli_json(capsys, "evaluate", "--model", str(out), "--data", str(data), "--precision", "fp32")
     assert metrics["task"] == "multiple-choice" and metrics["examples"] == 12
     assert metrics["accuracy"] == pytest.approx(result["dev"]["accuracy"]) if result["epoch"] == 2 else True
 

@@ -225,7 +225,7 @@ def test_unknown_activation_is_a_clear_error() -> None:
 
 
 def test_inference_fast_path_matches_the_autograd_path_and_follows_weight_updates() -> None:
-    from albert.modeling import _ONEDNN
+    from albert.fastpath import ENABLED
 
     torch.manual_seed(5)
     model = albert.AlbertForSequenceClassification(AlbertConfig(**CONFIGS["groups"], num_labels=3)).eval()
@@ -235,7 +235,7 @@ def test_inference_fast_path_matches_the_autograd_path_and_follows_weight_update
     plain = model(**batch).logits.detach()  # autograd on: the plain F.linear path
     assert torch.allclose(fast, plain, atol=1e-5)
     ffn = model.albert.encoder.albert_layer_groups[0].albert_layers[0].ffn
-    assert (getattr(ffn, "_packed_cache", None) is not None) == _ONEDNN
+    assert (getattr(ffn, "_packed_cache", None) is not None) == ENABLED
     with torch.no_grad():  # an optimizer-style in-place update must invalidate the packed copy
         for p in model.parameters():
             p.mul_(1.5)

@@ -74,7 +74,7 @@ def test_text_pairs_from_jsonl(classifier_dir, tmp_path, capsys):
         "--input",
         str(jsonl),
     )
-    pipe = albert.pipeline("text-classification", model=classifier_dir)
+    pipe = albert.pipeline("text-classification", model=classifier_dir, dtype="auto")  # as the CLI's default
     assert lines[0]["score"] == pytest.approx(pipe({"text": "a fine film", "text_pair": "I agree"})["score"])
     assert lines[0]["score"] != pytest.approx(pipe("a fine film")["score"])
 
