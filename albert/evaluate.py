@@ -25,7 +25,6 @@ from typing import Any
 
 from albert.errors import AlbertError
 from albert.finetune import add_task_arguments, given_task_options
-from albert.hardware import announce_precision, choose_precision
 from albert.hub import weights_directory
 from albert.pipelines import load_model
 from albert.tasks import TASKS, get_task, task_for_architecture
@@ -146,6 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from albert.hardware import announce_precision, choose_precision  # torch: only on the torch runtime path
+
     if args.batch_size < 1:
         raise AlbertError(f"--batch-size must be at least 1, not {args.batch_size}")
     overrides = given_task_options(args)
