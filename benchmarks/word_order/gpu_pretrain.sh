@@ -1,11 +1,11 @@
 #!/bin/bash
-# Issue 6's next step, prepared for a session that is lent a GPU: the recorded `albert-tiny` recipe
-# with ~17x the CPU hour's tokens, English and Chinese, then copies the final checkpoints to $OUT
+# Pretraining with more compute, for a machine with a GPU: the recorded `albert-tiny` recipe with
+# ~17x the CPU hour's sequences, English and Chinese, then copies the final checkpoints to $OUT
 # for the CPU fine-tunes of docs/results.md. Needs the tokenizers and data directories built as in
-# "Exact commands" (carry them: runs/tok-en-8k runs/data-en-128 runs/tok-zh-8k runs/data-zh-128).
+# its "Commands" (runs/tok-en-8k runs/data-en-128 runs/tok-zh-8k runs/data-zh-128).
 #
-#   device run: docs/experiments/gpu_pretrain.sh            (DEVICE=cuda STEPS=6000 BATCH=256)
-#   CPU dry run: DEVICE=cpu STEPS=4 BATCH=8 OUT=/tmp/out docs/experiments/gpu_pretrain.sh
+#   device run: benchmarks/word_order/gpu_pretrain.sh            (DEVICE=cuda STEPS=6000 BATCH=256)
+#   CPU dry run: DEVICE=cpu STEPS=4 BATCH=8 OUT=/tmp/out benchmarks/word_order/gpu_pretrain.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD TQDM_DISABLE=1 PYTHONUNBUFFERED=1
