@@ -13,6 +13,7 @@ DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-6000} BATCH=${BATCH:-256} OUT=${OUT:?set O
 PYTHON=${PYTHON:-python3}
 for lang in en zh; do
   run=/tmp/gpu-pretrain-$lang
+  rm -rf "$run"  # a fresh run every time: `albert pretrain` refuses a folder that holds one
   # LAMB at batch 256 with the paper's square-root scaling from 1.76e-3 at 4,096 would be ~4.4e-4; the
   # recorded AdamW 1e-3 at batch 32 is the better-tested recipe here, so keep AdamW and scale by sqrt(8)
   $PYTHON -m albert pretrain --data runs/data-$lang-128 --tokenizer runs/tok-$lang-8k --model albert-tiny \
