@@ -41,7 +41,8 @@ use, including its own packed oneDNN linear (`benchmarks/machine.py`). MFU (mode
 utilisation) is measured against that probe, so it cannot honestly exceed 100 %; a value above
 it is marked ⚠ rather than clamped. A load average above the core count means other jobs shared
 the CPU during the run: read the ratios, which were measured side by side, rather than the
-absolute rates.
+absolute rates — and even the ratios move under heavy sharing, since code that synchronises its
+threads more often (more, smaller kernels per layer) loses more time to a descheduled thread.
 """
 
 
@@ -144,8 +145,8 @@ def inference_section(record: Record) -> str:
 ## Inference: int8 and ONNX — `bench_inference.py`
 
 {record["model"]}; every variant runs the same weights. Latency is the median of
-{record["rounds"]} rounds of ≥ {record["min_seconds"]} s of work per variant, variants in
-round-robin; "N mixed" is N Rotten Tomatoes dev reviews padded to the longest. Min cosine:
+{record["rounds"]} rounds per variant (each at least two calls and {record["min_seconds"]} s),
+variants in round-robin; "N mixed" is N Rotten Tomatoes dev reviews padded to the longest. Min cosine:
 hidden states at the real positions against transformers fp32. int8 (PyTorch) is
 `albert.quantize` (quantized engine `{record["quantized_engine"]}`); ONNX int8 is
 `albert export --int8`. The fp32 rows are the references the deployment variants are measured
