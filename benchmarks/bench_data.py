@@ -162,9 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--mb", type=float, default=50.0, help="corpus size in MB (default 50)"
-    )
+    parser.add_argument("--mb", type=float, default=50.0, help="corpus size in MB (default 50)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default: 1 2)")
     parser.add_argument(
         "--tokenizer", type=Path, help="tokenizer directory (default: train an 8000-piece one)"

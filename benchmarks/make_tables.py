@@ -242,7 +242,9 @@ both sides: what training itself takes). Ours computes MLM logits only at the ma
 def predict_section(record: Record) -> str:
     speed, seconds = record["texts_per_second"], record["seconds"]
     rows = [[name, f"{speed[name]:.1f}", f"{seconds[name]:.1f} s"] for name in speed]
-    rows.append(["ratio", fmt_ratio(record["ratio"]), f"predictions agree on {record['agreement']:.0%}"])
+    rows.append(
+        ["ratio", fmt_ratio(record["ratio"]), f"predictions agree on {record['agreement'] * 100:.0f} %"]
+    )
     words = record["words"]
     return f"""\
 ## Prediction throughput — `bench_predict.py`
