@@ -194,8 +194,8 @@ def tokenizer_section(record: Record) -> str:
     return f"""\
 ## Tokenizer — `bench_tokenizer.py`
 
-{record["vocab_size"]:,}-piece SentencePiece model trained the ALBERT way, against transformers
-{record["transformers"]}' `AlbertTokenizer` on the same file; identical outputs are checked before
+{record["vocab_size"]:,}-piece SentencePiece model trained the ALBERT way, against the
+`AlbertTokenizer` of transformers {record["transformers"]} on the same file; identical outputs are checked before
 timing; best of {record["repeats"]} alternating runs. Both run the same Rust engine
 (`tokenizers`); for plain lists the engine itself is most of the time.
 
