@@ -59,8 +59,13 @@ def main() -> None:
     except ImportError:
         raise SystemExit("this baseline needs scikit-learn: .venv/bin/pip install scikit-learn") from None
     warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's API-transition notices
+    rows = []
     for name, (relative, options) in SETS.items():
-        print(json.dumps({"set": name, **fit(args.data / relative, options)}))
+        rows.append({"set": name, **fit(args.data / relative, options)})
+        print(json.dumps(rows[-1]))
+    from machine import write_results
+
+    write_results("baseline_tfidf", {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -12,19 +12,14 @@ the same process with the same thread count, alternating order between rounds.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+from workloads import ROTTEN_TOMATOES, read_texts
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared/data/classify/en/rotten_tomatoes/dev.csv"
-
-
-def read_texts(path: Path, limit: int) -> list[str]:
-    with path.open(encoding="utf-8", newline="") as f:
-        return [row["text"] for row in csv.DictReader(f)][:limit]
+DEV = ROTTEN_TOMATOES / "dev.csv"
 
 
 def parameters(directory: Path) -> dict[str, int]:
@@ -55,6 +50,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--name", default="bench_footprint", help="results file: benchmarks/results/NAME.json"
+    )
     args = parser.parse_args()
 
     import torch
@@ -71,20 +69,23 @@ def main() -> None:
         order = args.models if r % 2 == 0 else list(reversed(args.models))
         for m in order:
             measured[m] += latencies(pipes[m], texts)
+    rows = []
     for m in args.models:
         t = np.array(measured[m])
-        print(
-            json.dumps(
-                {
-                    "model": str(m),
-                    **parameters(m),
-                    "disk_mb": round((m / "model.safetensors").stat().st_size / 1e6, 1),
-                    "threads": args.threads,
-                    "median_ms": round(float(np.median(t)), 2),
-                    "p90_ms": round(float(np.percentile(t, 90)), 2),
-                }
-            )
+        rows.append(
+            {
+                "model": str(m),
+                **parameters(m),
+                "disk_mb": round((m / "model.safetensors").stat().st_size / 1e6, 1),
+                "threads": args.threads,
+                "median_ms": round(float(np.median(t)), 2),
+                "p90_ms": round(float(np.percentile(t, 90)), 2),
+            }
         )
+        print(json.dumps(rows[-1]))
+    from machine import write_results
+
+    write_results(args.name, {"texts": len(texts), "rounds": args.rounds, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -4,9 +4,13 @@
     python benchmarks/bench_inference.py --accuracy MODEL_DIR DEV_CSV   # int8 accuracy cost
 
 Speed: a transformers `AlbertModel` with random weights is saved and loaded by ours, so both run
-the same weights; ours is then exported to ONNX (fp32 and int8). The variants run in alternation
-(round-robin, several rounds) so load from other processes hits them alike; each figure is the
-median over rounds. Ratios are speed-ups over transformers fp32 (higher is better).
+the same weights; ours is then exported to ONNX (fp32 and int8). Inputs are full-length batches
+(`--batch-sizes` x `--seq`) and padded, mixed-length batches of real Rotten Tomatoes dev reviews
+(`--mixed`). The variants run in alternation (round-robin, several rounds of at least
+`--min-seconds` each) so load from other processes hits them alike; each figure is the median
+over rounds. Ratios are speed-ups over transformers fp32 and over our own fp32 (higher is
+better). The fp32-against-transformers comparison itself is `bench_model.py`'s (its timing is
+the one reported); here fp32 is the reference the deployment variants are measured against.
 
 Accuracy: a fine-tuned sequence classifier (a model directory with its tokenizer) is evaluated
 on a `label,text` CSV in fp32, PyTorch int8, ONNX fp32 and ONNX int8.
@@ -17,9 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -28,25 +30,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model, write_results
+from workloads import describe, full_length_batch, mixed_length_batch, rotten_tomatoes_tokenizer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import albert  # noqa: E402
-from albert.config import PRESETS  # noqa: E402
-from albert.export import export_model_dir, export_onnx  # noqa: E402
-from albert.onnx_runtime import OnnxModel  # noqa: E402
+import albert
+from albert.config import PRESETS
+from albert.export import export_model_dir, export_onnx
+from albert.onnx_runtime import OnnxModel
 
 Runner = Callable[[dict[str, np.ndarray]], object]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def build_variants(workdir: Path, threads: int, engine: str | None) -> dict[str, Runner]:
@@ -81,14 +73,25 @@ def build_variants(workdir: Path, threads: int, engine: str | None) -> dict[str,
     }
 
 
-def check_parity(variants: dict[str, Runner], batch: dict[str, np.ndarray]) -> None:
+def check_parity(variants: dict[str, Runner], batch: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Each variant's hidden states against transformers fp32, at the real (unpadded) positions."""
+    real = batch["attention_mask"].reshape(-1).astype(bool)
     reference = np.asarray(variants["transformers fp32"](batch))
+    reference = reference.reshape(-1, reference.shape[-1])[real]
+    agreement = {}
     for name, run in variants.items():
         out = run(batch)
         value = np.asarray(out["last_hidden_state"] if isinstance(out, dict) else out)
-        flat_a, flat_b = reference.reshape(-1, reference.shape[-1]), value.reshape(-1, value.shape[-1])
-        cosine = (flat_a * flat_b).sum(-1) / np.linalg.norm(flat_a, axis=-1) / np.linalg.norm(flat_b, axis=-1)
-        print(f"  {name:<20} max |diff| {np.abs(reference - value).max():.2e}  min cosine {cosine.min():.5f}")
+        value = value.reshape(-1, value.shape[-1])[real]
+        cosine = (
+            (reference * value).sum(-1) / np.linalg.norm(reference, axis=-1) / np.linalg.norm(value, axis=-1)
+        )
+        agreement[name] = {
+            "max_abs_diff": float(np.abs(reference - value).max()),
+            "min_cosine": float(cosine.min()),
+        }
+        print(f"  {name:<20} max |diff| {agreement[name]['max_abs_diff']:.2e}  min cosine {cosine.min():.5f}")
+    return agreement
 
 
 def time_round(run: Runner, batch: dict[str, np.ndarray], min_seconds: float) -> float:
@@ -102,38 +105,51 @@ def time_round(run: Runner, batch: dict[str, np.ndarray], min_seconds: float) ->
 
 def bench_speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores visible; threads={args.threads}")
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores visible; threads={args.threads}")
     print(f"torch {torch.__version__}, load average at start {os.getloadavg()}")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         variants = build_variants(Path(tmp), args.threads, args.engine)
-        print(f"quantized engine: {torch.backends.quantized.engine}")
-        rng = np.random.default_rng(0)
-        for batch_size in args.batch_sizes:
-            shape = (batch_size, args.seq)
-            batch = {
-                "input_ids": rng.integers(5, 30000, shape, dtype=np.int64),
-                "attention_mask": np.ones(shape, np.int64),
-                "token_type_ids": np.zeros(shape, np.int64),
-            }
-            print(f"\nbatch {batch_size} x seq {args.seq}: agreement with transformers fp32")
-            check_parity(variants, batch)
+        engine = torch.backends.quantized.engine
+        print(f"quantized engine: {engine}")
+        batches = {
+            f"{size}x{args.seq}": full_length_batch(size, args.seq, 30000) for size in args.batch_sizes
+        }
+        if args.mixed:
+            tokenizer = rotten_tomatoes_tokenizer(Path(tmp) / "tokenizer")
+            for size in args.mixed:
+                batches[f"{size} mixed"] = mixed_length_batch(tokenizer, size, args.seq)
+        for shape, batch in batches.items():
+            info = describe(batch)
+            print(f"\n{shape} {info}: agreement with transformers fp32")
+            agreement = check_parity(variants, batch)
             for run in variants.values():  # warm-up
                 run(batch)
             times: dict[str, list[float]] = {name: [] for name in variants}
             for _ in range(args.rounds):
                 for name, run in variants.items():
                     times[name].append(time_round(run, batch, args.min_seconds))
-            reference = statistics.median(times["transformers fp32"])
-            print(f"{'variant':<20} {'latency ms':>11} {'spread':>15} {'seq/s':>8} {'vs transformers':>16}")
+            median = {name: statistics.median(samples) for name, samples in times.items()}
+            print(
+                f"{'variant':<20} {'latency ms':>11} {'spread':>15} {'vs transformers':>16} {'vs ours fp32':>13}"
+            )
             for name, samples in times.items():
-                median = statistics.median(samples)
                 spread = f"{min(samples) * 1e3:.0f}-{max(samples) * 1e3:.0f}"
                 print(
-                    f"{name:<20} {median * 1e3:>11.1f} {spread:>15} {batch_size / median:>8.1f} "
-                    f"{reference / median:>15.2f}x"
+                    f"{name:<20} {median[name] * 1e3:>11.1f} {spread:>15} "
+                    f"{median['transformers fp32'] / median[name]:>15.2f}x {median['ours fp32'] / median[name]:>12.2f}x"
                 )
+            rows.append({"shape": shape, **info, "seconds": median, "samples": times, "agreement": agreement})
     print(f"\nload average at end {os.getloadavg()}")
+    payload = {
+        "model": "albert-base-v2 geometry, random weights",
+        "quantized_engine": engine,
+        "rounds": args.rounds,
+        "min_seconds": args.min_seconds,
+        "rows": rows,
+    }
+    write_results(args.name, payload)
 
 
 # ----------------------------------------------------------------------------------------
@@ -180,14 +196,20 @@ def bench_accuracy(args: argparse.Namespace) -> None:
     print(f"{dev_csv}: {len(texts)} examples, model {model_dir}")
     reference = np.concatenate(predictions["fp32 (torch)"])
     baseline = float((reference == labels).mean()) * 100
+    rows = []
     for name, parts in predictions.items():
         predicted = np.concatenate(parts)
         accuracy = float((predicted == labels).mean()) * 100
         agreement = float((predicted == reference).mean()) * 100
+        rows.append(
+            {"variant": name, "accuracy": accuracy, "vs_fp32": accuracy - baseline, "agreement": agreement}
+        )
         print(
             f"{name:<14} accuracy {accuracy:6.2f}   vs fp32 {accuracy - baseline:+.2f} points   "
             f"same prediction as fp32 {agreement:6.2f}%"
         )
+    payload = {"model": str(model_dir), "dev": str(dev_csv), "examples": len(texts), "rows": rows}
+    write_results(args.name + "_accuracy", payload)
 
 
 def main() -> None:
@@ -195,7 +217,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--seq", type=int, default=128, help="full-length batches' length; mixed ones' limit")
+    parser.add_argument(
+        "--mixed", type=int, nargs="*", default=[8], help="batch sizes of padded Rotten Tomatoes batches"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--min-seconds", type=float, default=1.0, help="timed work per variant per round")
@@ -203,6 +228,9 @@ def main() -> None:
     parser.add_argument("--accuracy", nargs=2, metavar=("MODEL_DIR", "DEV_CSV"))
     parser.add_argument("--limit", type=int, help="accuracy: first N dev examples only")
     parser.add_argument("--eval-batch", type=int, default=32)
+    parser.add_argument(
+        "--name", default="bench_inference", help="results file: benchmarks/results/NAME.json"
+    )
     args = parser.parse_args()
     if args.accuracy:
         bench_accuracy(args)

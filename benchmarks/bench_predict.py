@@ -15,21 +15,14 @@ machine's load average, since the machine may be shared. Predictions are checked
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "classify" / "en" / "rotten_tomatoes"
-
-
-def read_texts(path: Path, limit: int | None) -> list[str]:
-    with path.open(encoding="utf-8", newline="") as f:
-        texts = [row["text"] for row in csv.DictReader(f)]
-    return texts[:limit] if limit else texts
+from workloads import ROTTEN_TOMATOES as DATA
+from workloads import read_texts, rotten_tomatoes_tokenizer
 
 
 def build_model_dir(folder: Path) -> Path:
@@ -38,11 +31,8 @@ def build_model_dir(folder: Path) -> Path:
 
     from albert.config import AlbertConfig
     from albert.modeling import AlbertForSequenceClassification
-    from albert.tokenizer_train import train_tokenizer
 
-    corpus = folder / "train.txt"
-    corpus.write_text("\n".join(read_texts(DATA / "train.csv", None)), encoding="utf-8")
-    tokenizer_dir = train_tokenizer([corpus], 8000, folder / "tokenizer")
+    tokenizer_dir = rotten_tomatoes_tokenizer(folder)
     torch.manual_seed(0)
     config = AlbertConfig.from_preset("albert-base-v2", id2label={0: "rotten", 1: "fresh"})
     model_dir = folder / "model"
@@ -67,6 +57,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per pipeline (best is kept)")
+    parser.add_argument("--name", default="bench_predict", help="results file: benchmarks/results/NAME.json")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"shared data not found at {DATA}")
@@ -113,6 +104,21 @@ def main() -> None:
     print(
         f"speed-up: {ratio:.2f}x (target >= 2x); predictions agree on {agree:.1%}, max score diff {max_diff:.2e}"
     )
+    from machine import write_results
+
+    payload = {
+        "transformers": transformers.__version__,
+        "texts": len(texts),
+        "words": {"min": min(lengths), "max": max(lengths), "mean": round(float(np.mean(lengths)), 1)},
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "seconds": best,
+        "texts_per_second": {name: len(texts) / seconds for name, seconds in best.items()},
+        "ratio": ratio,
+        "agreement": float(agree),
+        "max_score_diff": float(max_diff),
+    }
+    write_results(args.name, payload)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", type=Path, help="directory with spiece.model (default: train one)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--name", default="bench_tokenizer", help="results file: benchmarks/results/NAME.json"
+    )
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"best of {args.repeats} alternating runs per row")
     print(f"{'workload':28} {'mode':24} {'ours texts/s':>13} {'transformers':>13} {'ratio':>6}")
+    rows = []
     for workload, texts in load_workloads().items():
         for mode, kwargs in modes.items():
             theirs_kwargs = {
@@ -114,6 +118,26 @@ def main(argv: list[str] | None = None) -> int:
                 args.repeats,
             )
             print(f"{workload:28} {mode:24} {mine:13,.0f} {reference:13,.0f} {mine / reference:5.2f}x")
+            rows.append(
+                {
+                    "workload": workload,
+                    "texts": len(texts),
+                    "mode": mode,
+                    "texts_per_second": {"ours": mine, "transformers": reference},
+                    "ratio": mine / reference,
+                }
+            )
+    from machine import write_results
+
+    write_results(
+        args.name,
+        {
+            "transformers": transformers.__version__,
+            "vocab_size": len(ours),
+            "repeats": args.repeats,
+            "rows": rows,
+        },
+    )
     return 0
 
 

@@ -331,7 +331,7 @@ def test_multiple_choice_end_to_end(tmp_path, tokenizer_dir, tokenizer, tiny_con
     assert_transformers_loads(out, "AlbertForMultipleChoice", {k: v[None] for k, v in choices.items()})
     metrics = cli_json(capsys, "evaluate", "--model", str(out), "--data", str(data), "--precision", "fp32")
     assert metrics["task"] == "multiple-choice" and metrics["examples"] == 12
-    assert metrics["accuracy"] == pytest.approx(result["dev"]["accuracy"]) if result["epoch"] == 2 else True
+    assert metrics["accuracy"] == pytest.approx(result["dev"]["accuracy"])  # the saved model is the best epoch's
 
 
 def test_race_cloze_question_fills_the_blank():

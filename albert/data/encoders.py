@@ -2,8 +2,8 @@
 
 Tokenising is most of the builder's CPU time. `AlbertTokenizer`'s engine (HF ``tokenizers``) runs
 its normaliser, pre-tokeniser and Unigram model with per-character offset bookkeeping the builder
-never reads; the ``sentencepiece`` library segments the same Unigram model about three times faster
-per CPU-second. So for a SentencePiece Unigram vocabulary the builder normalises in Python exactly
+never reads; the ``sentencepiece`` library segments the same Unigram model several times faster
+per CPU-second (``benchmarks/bench_data.py`` prints both engines' rates). So for a SentencePiece Unigram vocabulary the builder normalises in Python exactly
 as `albert.tokenization.albert_normalizer` does (whitespace collapsed, ``\\`\\``/``''`` -> ``"``,
 NFKD + every combining mark dropped unless ``keep_accents``, per-character lower-casing) and lets
 ``sentencepiece`` apply the model's charsmap and segment. google-research/albert's

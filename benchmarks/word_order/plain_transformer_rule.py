@@ -2,7 +2,7 @@
 d 128, 4 heads): the reference that shows the rule is learnable in a few hundred steps, and which
 of ALBERT's choices (tied output, embedding LayerNorm, MLM transform, BERT init) slow it down.
 
-    python docs/experiments/plain_transformer_rule.py --init bert --tie
+    python benchmarks/word_order/plain_transformer_rule.py --init bert --tie
 """
 
 from __future__ import annotations

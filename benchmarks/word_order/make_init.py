@@ -1,7 +1,7 @@
 """Write a from-scratch `albert-tiny` checkpoint with a modified initialisation, for the
 plateau probes of docs/results.md: `albert pretrain --model OUT` then trains it.
 
-    python docs/experiments/make_init.py runs/init-sin2 --position sinusoidal --position-std 0.04 \
+    python benchmarks/word_order/make_init.py runs/init-sin2 --position sinusoidal --position-std 0.04 \
         --mapping-std 0.088
 """
 

@@ -2,7 +2,7 @@
 which each masked token is the token before it plus one (mod V). A bag-of-words model cannot
 beat chance (loss ln V) on it; a model that learns to attend to the previous position solves it.
 
-    python docs/experiments/positional_rule.py --steps 1500
+    python benchmarks/word_order/positional_rule.py --steps 1500
 """
 
 from __future__ import annotations

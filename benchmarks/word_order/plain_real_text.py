@@ -2,7 +2,7 @@
 the masked-LM loss only: does a model without any of ALBERT's choices learn word order from real text
 within a CPU budget? Prints held-out MLM loss and word-order gain (as `albert pretrain` measures it).
 
-    python docs/experiments/plain_real_text.py --data runs/data-en-128 --tokenizer runs/tok-en-8k
+    python benchmarks/word_order/plain_real_text.py --data runs/data-en-128 --tokenizer runs/tok-en-8k
 """
 
 from __future__ import annotations
