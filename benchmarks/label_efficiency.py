@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
+import functools
 import glob
 import hashlib
 import importlib.util
@@ -193,7 +195,7 @@ def pretraining_commands(runs: Path, data: Path, language: str) -> list[list[str
     ]
 
 
-def distillation_commands(runs: Path) -> list[list[str]]:
+def distillation_commands(runs: Path, data: Path) -> list[list[str]]:
     """The recorded recipe of docs/distillation.md (steps 1-3)."""
     student, shards, teacher = runs / "student-e112-all", runs / "data-en-wp-128", str(teacher_dir())
     commands = []
@@ -202,7 +204,7 @@ def distillation_commands(runs: Path) -> list[list[str]]:
     return commands + [
         ["albert", "convert-bert", "--teacher", teacher, "--output", str(student)]
         + ["--embedding-size", "112", "--share", "all"],
-        ["albert", "data", "--tokenizer", str(student), "--input", str(DATA / "pretrain" / "en")]
+        ["albert", "data", "--tokenizer", str(student), "--input", str(data / "pretrain" / "en")]
         + ["--output", str(shards), "--max-seq-length", "128", "--dynamic-masking"],
         ["albert", "distill", "--teacher", teacher, "--student", str(student), "--data", str(shards)]
         + ["--output", str(runs / "distill-e112"), "--batch-size", "32", "--max-steps", "600"]
@@ -229,7 +231,7 @@ def resolve_start(start: str, language: str, runs: Path, data: Path) -> Start:
         checkpoint = pretrained_dir(runs, language)
         return Start(str(checkpoint), None, checkpoint, pretraining_commands(runs, data, language))
     checkpoint = distilled_dir(runs)
-    return Start(str(checkpoint), None, checkpoint, distillation_commands(runs))
+    return Start(str(checkpoint), None, checkpoint, distillation_commands(runs, data))
 
 
 def shell(command: list[str]) -> str:
@@ -289,14 +291,17 @@ def read_rows(path: Path, suffix: str) -> tuple[list[str] | None, list[Row]]:
 
 
 def write_rows(path: Path, header: list[str] | None, rows: list[Row]) -> None:
+    """Atomically, as runs of other parts may be reading the same split at the same time."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     if header is not None:
-        with path.open("w", encoding="utf-8", newline="") as f:
+        with tmp.open("w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=header)
             writer.writeheader()
             writer.writerows(rows)
     else:
-        path.write_text("".join("\n".join(s) + "\n\n" for s in rows), encoding="utf-8")
+        tmp.write_text("".join("\n".join(s) + "\n\n" for s in rows), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def words_and_tags(sentence: list[str]) -> tuple[list[str], list[str]]:
@@ -559,6 +564,23 @@ def write_json(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+def point_key(r: dict[str, Any]) -> str:
+    return f"{r['task']}/{r['start']}/{r['budget']}/seed{r['seed']}"
+
+
+def add_point(path: Path, result: dict[str, Any]) -> None:
+    """Add one finished point under an exclusive lock, re-reading the file first: several runs of
+    different parts may share one results file (one per core, say) without losing a point."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"label-efficiency-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = read_json(path, {"points": []})
+        if point_key(result) not in {point_key(r) for r in results["points"]}:
+            results["points"].append(result)
+            write_json(path, results)
+
+
 def frozen_recipe(recipes: dict[str, Any], task: str, start: str, path: Path) -> dict[str, Any]:
     entry = recipes.get(task, {}).get(start)
     if entry is None:
@@ -603,6 +625,7 @@ def applies(task: str, start: str) -> bool:
     return True
 
 
+@functools.cache
 def train_rows(task: str, data: Path) -> int:
     spec = TASKS[task]
     return len(read_rows(data / spec.folder / f"train.{spec.suffix}", spec.suffix)[1])
@@ -659,13 +682,15 @@ def record(
     }
 
 
-def run_point(point: Point, recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def run_point(
+    point: Point, recipe: dict[str, Any], args: argparse.Namespace, log_name: str = ""
+) -> dict[str, Any]:
     work = args.runs / "label-efficiency"
     split = prepare_split(point.task, point.budget, point.seed, args.data, work)
     dev = read_dev(point.task, args.data)
     if point.start in FINETUNED:
         start = ensure_built(point.start, TASKS[point.task].language, args.runs, args.data, args.pretrain)
-        log = work / "logs" / f"{point.key.replace('/', '-')}.jsonl"
+        log = work / "logs" / f"{log_name or point.key.replace('/', '-')}.jsonl"
         outcome = run_finetune(point.task, start, split, recipe, point.seed, args, log)
     else:
         outcome = run_baseline(point.task, point.start, split, dev, recipe)
@@ -693,7 +718,7 @@ def run_points(points: list[Point], args: argparse.Namespace) -> None:
     recipes = read_json(args.recipes, {})
     results = read_json(args.results, {"points": []})
     check_resumable(results, recipes, args.recipes, args.data)
-    done = {f"{r['task']}/{r['start']}/{r['budget']}/seed{r['seed']}" for r in results["points"]}
+    done = {point_key(r) for r in results["points"]}
     todo = [p for p in points if p.key not in done]
     chosen = {(p.task, p.start): frozen_recipe(recipes, p.task, p.start, args.recipes) for p in todo}
     for task, start in sorted({(p.task, p.start) for p in todo if p.start in FINETUNED}):
@@ -701,8 +726,7 @@ def run_points(points: list[Point], args: argparse.Namespace) -> None:
     print(f"{len(points) - len(todo)} of {len(points)} selected points already done; running {len(todo)}")
     for point in todo:
         result = run_point(point, chosen[(point.task, point.start)], args)
-        results["points"].append(result)
-        write_json(args.results, results)
+        add_point(args.results, result)
         print(
             f"{point.key}: {result['metric']} {result['score']:.4f} ({result['cpu_seconds']:.0f} CPU s)",
             flush=True,
@@ -726,7 +750,8 @@ def tune(tasks: Sequence[str], starts: Sequence[str], args: argparse.Namespace) 
                 candidates = []
                 for rate in LEARNING_RATES:
                     recipe = {**BASE_RECIPE, "learning_rate": rate}
-                    result = run_point(Point(task, start, budget, TUNING_SEED), recipe, args)
+                    point = Point(task, start, budget, TUNING_SEED)
+                    result = run_point(point, recipe, args, f"tune-{point.key.replace('/', '-')}-lr{rate:g}")
                     candidates.append(
                         {"learning_rate": rate, "dev": result["score"], "cpu_seconds": result["cpu_seconds"]}
                     )
@@ -825,7 +850,7 @@ STYLE = {
     "pretrained": ("tab:blue", "s"),
     "distilled": ("tab:green", "D"),
     "tfidf": ("tab:orange", "^"),
-    "majority": ("black", "x"),
+    "majority": ("black", "v"),
 }
 
 
@@ -859,6 +884,17 @@ def plot(results: dict[str, Any], directory: Path) -> list[Path]:
                 linewidth=1.8,
                 label=start,
             )
+            partial = [e for e in entries if e["seeds"] < len(SEEDS)]
+            ax.scatter(
+                [e["labels"] for e in partial],
+                [e["mean"] for e in partial],
+                s=60,
+                marker=marker,
+                facecolors="white",
+                edgecolors=color,
+                zorder=3,
+            )
+        some_partial = any(summary[k]["seeds"] < len(SEEDS) for k in keys)
         budgets = sorted({(summary[k]["labels"], k[2]) for k in keys}, key=lambda b: b[0])
         ax.set_xscale("log")
         ax.set_xticks([labels for labels, _ in budgets])
@@ -867,7 +903,10 @@ def plot(results: dict[str, Any], directory: Path) -> list[Path]:
         dev_size = next(p["dev_size"] for p in results["points"] if p["task"] == task)
         ax.set_xlabel("labelled training examples (log scale)")
         ax.set_ylabel(f"dev {'entity F1' if spec.metric == 'f1' else spec.metric}")
-        ax.set_title(f"{spec.title}: mean ± std over {len(SEEDS)} subsamples ({dev_size:,} dev examples)")
+        note = "; open markers: fewer seeds so far" if some_partial else ""
+        ax.set_title(
+            f"{spec.title}, {dev_size:,} dev examples\nmean ± std over {len(SEEDS)} subsample seeds{note}"
+        )
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best")
         path = directory / f"label-efficiency-{task}.png"
