@@ -156,6 +156,12 @@ ROWS = [
         ("--eval-fraction 1", "--eval-fraction"), ("--max-nan-steps -1", "--max-nan-steps"),
     ]],
     Row("convert-bert-missing-teacher", "convert-bert --teacher {missing} --output {new}", "."),
+    # what --model names
+    Row("finetune-preset-typo", f"{FINETUNE} --model albert-tinyy --output {{new}}", "did you mean albert-tiny"),
+    Row("pretrain-preset-typo", "pretrain --data {data} --model albert-tinyy --output {new}", "did you mean albert-tiny"),
+    Row("finetune-config-wrong-type", f"{FINETUNE} --model {{str_config}} --output {{new}}", "hidden_size='312' is not an integer"),
+    Row("finetune-data-as-model", f"{FINETUNE} --model {{data}} --output {{new}}", "is pretraining data written by `albert data`"),
+    Row("predict-hidden-size-mismatch", f"{PREDICT} --model {{wrong_hidden}} hi", "the weights have hidden_size=.* but the config says"),
 ]
 # fmt: on
 SUBPROCESS_ROWS = [
@@ -225,6 +231,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path, tiny_co
     _evil_pickle(root / "evil_pickle" / "pytorch_model.bin", root / "pwned")
     config = json.loads((root / "wrong_shape" / "config.json").read_text())
     (root / "wrong_shape" / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    shutil.copytree(w["classifier"], root / "wrong_hidden")
+    w["wrong_hidden"] = root / "wrong_hidden"
+    (root / "wrong_hidden" / "config.json").write_text(json.dumps({**config, "hidden_size": 2 * config["hidden_size"]}))
+    (root / "str_config.json").write_text(json.dumps({**config, "hidden_size": "312"}))
+    w["str_config"] = root / "str_config.json"
 
     w["train"] = fx.write_csv(root / "train.csv", ["label", "text"], fx.sentiment_rows(16, 0))
     w["dev"] = fx.write_csv(root / "dev.csv", ["label", "text"], fx.sentiment_rows(8, 1))
