@@ -26,6 +26,7 @@ The server's packages are the optional `serve` extra: ``pip install 'albert[serv
 
 import argparse
 import asyncio
+import ctypes
 import json
 import logging
 import math
@@ -443,6 +444,24 @@ def model_task(settings: ServeSettings) -> str:
     )
 
 
+def bound_allocator_memory() -> None:
+    """Keep a long-running server's memory flat although every batch has a new shape.
+
+    Measured on albert-tiny over 1,500 random (batch, length) shapes: resident memory grew
+    304 -> 1,223 MB with the defaults (oneDNN caches 1,024 primitives with their buffers, and glibc
+    keeps freed memory in many arenas), and levelled off at 655 MB with a 16-primitive cache, one
+    malloc arena and memory returned to the OS above 64 KiB. Must run before torch is imported;
+    an environment variable the user set wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+    if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-8, 1)  # M_ARENA_MAX
+            libc.mallopt(-1, 65536)  # M_TRIM_THRESHOLD
+        except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+            pass
+
+
 def load_pipeline(settings: ServeSettings) -> Any:
     """The `albert.pipeline` the server runs (int8-quantised with --int8)."""
     from albert import pipeline
@@ -450,6 +469,7 @@ def load_pipeline(settings: ServeSettings) -> Any:
     if settings.runtime not in ("torch", "onnx"):
         raise AlbertError(f"--runtime must be torch or onnx, not {settings.runtime!r}")
     if settings.runtime == "torch":
+        bound_allocator_memory()
         import torch
 
         torch.set_num_threads(settings.threads or torch.get_num_threads())
