@@ -146,6 +146,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.output:
         check_output(args.output, directory=False)
+    if args.top_k is not None and args.top_k < (1 if args.task == "fill-mask" else 0):
+        raise AlbertError(
+            f"--top-k must be at least {1 if args.task == 'fill-mask' else 0}, not {args.top_k}"
+        )
     items = read_inputs(args)
     precision = args.precision
     if args.runtime == "torch":
@@ -155,13 +159,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = pipeline(
         args.task, args.model, args.tokenizer, args.runtime, args.batch_size, args.max_seq_length, precision
     )
-    if args.runtime == "torch":
-        announce_precision("predict", args.precision, precision)
     kwargs: dict[str, Any] = {}
-    if args.top_k is not None and args.top_k < (1 if args.task == "fill-mask" else 0):
-        raise AlbertError(
-            f"--top-k must be at least {1 if args.task == 'fill-mask' else 0}, not {args.top_k}"
-        )
     if args.task in ("text-classification", "fill-mask") and args.top_k is not None:
         kwargs["top_k"] = args.top_k
     if args.task == "feature-extraction":
@@ -181,4 +179,6 @@ def run(args: argparse.Namespace) -> int:
             partial.unlink(missing_ok=True)
     else:
         sys.stdout.write(lines)
+    if args.runtime == "torch":  # last, so that an error above stays the one line on stderr
+        announce_precision("predict", args.precision, precision)
     return 0
