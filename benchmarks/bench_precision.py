@@ -44,7 +44,7 @@ from albert.hardware import bf16_units, native_bf16  # noqa: E402
 from albert.onnx_runtime import OnnxModel  # noqa: E402
 from albert.quantization import cpu_has_vnni  # noqa: E402
 from albert.tokenization import AlbertTokenizer  # noqa: E402
-from benchmarks.machine import RESULTS_DIR, write_results  # noqa: E402
+from benchmarks.machine import RESULTS_DIR, command_line, write_results  # noqa: E402
 
 Batch = dict[str, np.ndarray]
 Runner = Callable[[Batch], np.ndarray]
@@ -58,6 +58,15 @@ RT_DEV = (
     / "dev.csv"
 )
 NAME = "bench_precision"
+# the shape of the fine-tuned model, recorded so the docs can describe it
+GEOMETRY = (
+    "vocab_size",
+    "embedding_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
 
 
 def torch_runner(model: torch.nn.Module, output: str) -> Runner:
@@ -225,7 +234,15 @@ def bench_accuracy(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"  {name:<13} accuracy {r['accuracy']:.4f}  same prediction as fp32 {r['agreement_with_fp32']:.2%}"
         )
-    return {"model": str(model_dir), "data": str(dev_csv), "examples": len(rows), "precisions": results}
+    geometry = {name: getattr(fp32.config, name) for name in GEOMETRY}
+    return {
+        "model": str(model_dir),
+        "data": str(dev_csv),
+        "examples": len(rows),
+        "seq": args.seq,
+        "geometry": geometry,
+        "precisions": results,
+    }
 
 
 def main() -> None:
@@ -244,7 +261,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hardware = {"native_bf16": native_bf16(), "bf16_units": bf16_units(), "vnni": cpu_has_vnni()}
+    # each part keeps the command that produced it: the file's top-level command is the last run's
     part = {"accuracy": bench_accuracy(args)} if args.accuracy else {"speed": bench_speed(args)}
+    next(iter(part.values()))["command"] = command_line()
     previous_path = RESULTS_DIR / f"{NAME}.json"
     previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
     kept = {k: v for k, v in previous.items() if k in ("speed", "accuracy")}

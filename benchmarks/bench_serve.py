@@ -296,7 +296,7 @@ def bench_model(preset: str, model_dir: Path, texts: list[str], args: argparse.N
 
 
 def table(results: dict[str, Any]) -> str:
-    """The markdown table of a results file (docs/serving.md is generated from this)."""
+    """The markdown table of a results file, printed by `--report` (docs/benchmarks.md has its own)."""
     lines = [
         "| model | server | concurrency | texts/s | p50 ms | p95 ms | p99 ms | server CPU ms/text | failed |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

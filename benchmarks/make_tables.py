@@ -60,6 +60,11 @@ def fmt_mfu(value: float | None) -> str:
     return f"{value:.0%}".replace("%", " %") + (" ⚠" if value > 1.0 else "")
 
 
+def fmt_target(goal: str, met: bool) -> str:
+    """A target next to the figure it judges; a miss is marked, never left out."""
+    return f"(target {goal}: {'met' if met else 'missed ✗'})"
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -69,11 +74,14 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def machine_line(record: Record) -> str:
     """One paragraph naming the machine and the command behind a table."""
     machine = record["machine"]
-    load = machine.get("load_average", [])
+    load = machine.get("load_average") or ([record["load_average"]] if "load_average" in record else [])
     busy = load and load[0] > machine["cores"]
-    probes = "; ".join(
-        f"{name} {probe['gflops']:,.0f} GFLOP/s ({probe['path']})"
-        for name, probe in machine["gemm_peak"].items()
+    probes = (
+        "; ".join(
+            f"{name} {probe['gflops']:,.0f} GFLOP/s ({probe['path']})"
+            for name, probe in machine.get("gemm_peak", {}).items()
+        )
+        or "not recorded with these results"
     )
     text = (
         f"Machine: {machine['cpu']}, {machine['cores']} cores ({', '.join(machine['flags']) or 'no AVX'}), "
@@ -324,6 +332,213 @@ Not a CPU benchmark and not run in CI: `albert pretrain` on {record["device"]} (
 """
 
 
+def precision_rows(workload: Record, targeted: bool) -> tuple[list[list[str]], list[str]]:
+    """Rows of one bench_precision workload, and the targets judged on it (full length only)."""
+    vs_ours, vs_theirs = workload["speedup_vs_ours_fp32"], workload["speedup_vs_transformers_fp32"]
+    cosine, rows, targets = workload["min_cosine_vs_ours_fp32"], [], []
+    for name, ms in workload["median_ms"].items():
+        rows.append(
+            [name, f"{ms:,.0f}", f"{vs_ours[name]:.2f}×", f"{vs_theirs[name]:.2f}×", f"{cosine[name]:.5f}"]
+        )
+    if targeted:
+        bf16 = "ours bf16"
+        targets.append(
+            f"bf16 {fmt_ratio(vs_ours[bf16])} our fp32 {fmt_target('≥ 1.8×', vs_ours[bf16] >= 1.8)}"
+        )
+        good = cosine[bf16] >= 0.9995
+        targets.append(f"bf16 min cosine **{cosine[bf16]:.5f}** {fmt_target('≥ 0.9995', good)}")
+        for name in (n for n in vs_theirs if "int8" in n):
+            met = vs_theirs[name] >= 3.0
+            targets.append(f"{name} {fmt_ratio(vs_theirs[name])} transformers fp32 {fmt_target('≥ 3×', met)}")
+    return rows, targets
+
+
+def precision_section(record: Record) -> str:
+    speed, accuracy, hardware = record["speed"], record["accuracy"], record["hardware"]
+    header = ["variant", "median ms", "vs our fp32", "vs transformers fp32", "min cosine vs our fp32"]
+    tables, targets = [], []
+    for name, workload in speed["workloads"].items():
+        rows, judged = precision_rows(workload, name.startswith("full length"))
+        targets += judged
+        lengths = [shape[1] for shape in workload["batch_shapes"]]
+        texts = sum(shape[0] for shape in workload["batch_shapes"])
+        padding = (
+            f"{texts} texts in file order, each batch padded to its longest (lengths "
+            f"{min(lengths)}–{max(lengths)}; {workload['real_tokens']:,} real tokens in "
+            f"{workload['padded_tokens']:,} positions)"
+            if workload["real_tokens"] < workload["padded_tokens"]
+            else "random ids, no padding"
+        )
+        tables.append(f"**{name}** — {padding}:\n\n{table(header, rows)}")
+    geometry = accuracy.get("geometry", {})
+    model = (
+        f"a small ALBERT (E {geometry['embedding_size']}, H {geometry['hidden_size']}, "
+        f"{geometry['num_hidden_layers']} shared layers, {geometry['num_attention_heads']} heads, "
+        f"FFN {geometry['intermediate_size']}, {geometry['vocab_size']:,}-piece tokenizer) fine-tuned "
+        f"from random initialisation on the Rotten Tomatoes train split"
+        if geometry
+        else "a fine-tuned sequence classifier"
+    )
+    precisions, data = accuracy["precisions"], "/".join(Path(accuracy["data"]).parts[-2:])
+    fp32 = precisions["fp32"]["accuracy"]
+    rows = [
+        [
+            name,
+            f"{100 * result['accuracy']:.2f}",
+            f"{100 * (result['accuracy'] - fp32):+.2f}",
+            f"{100 * result['agreement_with_fp32']:.2f} %",
+        ]
+        for name, result in precisions.items()
+    ]
+    full = next(w for n, w in speed["workloads"].items() if n.startswith("full length"))
+    bf16_speed = full["speedup_vs_ours_fp32"]["ours bf16"]
+    bf16_cost = 100 * (precisions["bf16"]["accuracy"] - fp32)
+    int8_cost = max(abs(100 * (r["accuracy"] - fp32)) for n, r in precisions.items() if "int8" in n)
+    units = ", ".join(hardware["bf16_units"]) or "none"
+    native = "a CPU with native bf16," if hardware["native_bf16"] else "this CPU, which emulates bf16,"
+    accuracy_header = ["precision", f"dev accuracy ({accuracy['examples']:,})", "vs fp32 (points)"]
+    accuracy_header.append("same prediction as fp32")
+    return f"""\
+## Inference precision: bf16 and int8 against fp32 — `bench_precision.py`
+
+{speed["model"]}, the same weights in every variant; bf16 units: {units}; VNNI:
+{"yes" if hardware["vnni"] else "no"}. bf16 is `from_pretrained(..., dtype="bf16")`: bf16 weights
+packed once for oneDNN, with the same fused GELU path as fp32 (LayerNorm statistics and the
+attention softmax accumulate in fp32 inside the kernels); int8 (torch) is `albert.quantize`, int8
+(ONNX) is `albert export --int8`. Variants run round-robin; every ratio is taken within one round
+and the median over {speed["rounds"]} rounds is reported. Min cosine: the minimum over real
+tokens of the last hidden states against our fp32. Command: `{speed["command"]}`.
+
+{chr(10).join(f"{t}{chr(10)}" for t in tables)}
+Targets at full length: {"; ".join(targets)}.
+
+Accuracy cost on a real fine-tuned model: {model}, scored on `{data}` at sequence length
+{accuracy["seq"]}. Command: `{accuracy["command"]}`.
+
+{table(accuracy_header, rows)}
+
+On {native} bf16 inference runs at {bf16_speed:.2f}× our fp32 at full length for
+{bf16_cost:+.2f} points of dev accuracy, which is why `--precision auto` (the CLI default) picks
+bf16 where the CPU multiplies it natively. The int8 ONNX export keeps activations at the full 8
+bits (`DynamicQuantizeLinear`, u8) and weights int8 per output channel over the full [-127, 127] —
+the u8 × s8 layout VNNI multiplies without saturation (a test checks the quantisation recorded in
+the exported graph); int8 stays within {int8_cost:.2f} points of fp32 here. On short padded
+batches the GEMMs are small, so the bf16 units pay off far less than at full length.
+
+{machine_line(record)}
+"""
+
+
+SERVE_TARGETS_AT = 32  # the concurrency where batching must pay off
+
+
+def serve_targets(model: Record) -> list[str]:
+    """bench_serve's targets for one model, each judged from the recorded runs."""
+    runs = {name: {run["concurrency"]: run for run in model["runs"][name]} for name in model["runs"]}
+    ours, lines = runs["batching"], []
+    if SERVE_TARGETS_AT in ours:
+        rate = ours[SERVE_TARGETS_AT]["texts_per_s"]
+        for other, goal in (("no batching", 2.0), ("transformers", 3.0)):
+            ratio = rate / runs[other][SERVE_TARGETS_AT]["texts_per_s"]
+            target = fmt_target(f"≥ {goal:.0f}×", ratio >= goal)
+            lines.append(f"batching / {other} at concurrency {SERVE_TARGETS_AT}: {fmt_ratio(ratio)} {target}")
+    if 1 in ours:
+        p50, direct = ours[1]["p50_ms"], model["in_process_p50_ms"]
+        target = fmt_target("within 5 ms", p50 - direct <= 5.0)
+        lines.append(f"p50 at concurrency 1 {p50:,.1f} ms against {direct:,.1f} ms in process {target}")
+    top = max(ours)
+    failed = sum(runs[name][top]["failures"] for name in ("batching", "no batching"))
+    lines.append(f"failed requests of ours at concurrency {top}: {failed} {fmt_target('0', failed == 0)}")
+    if "rss" in model:
+        rss = model["rss"]
+        target = fmt_target("< 10 %", rss["growth"] < 0.10)
+        lines.append(
+            f"RSS {rss['before_mb']:,.0f} → {rss['after_mb']:,.0f} MB over {rss['requests']:,} requests "
+            f"({100 * rss['growth']:+.1f} %) {target}"
+        )
+    return lines
+
+
+def serve_section(record: Record) -> str:
+    header = ["model", "server", "concurrency", "texts/s", "p50 ms", "p95 ms", "p99 ms"]
+    header += ["server CPU ms/text", "failed"]
+    rows, targets = [], []
+    for preset, model in record["models"].items():
+        for name, runs in model["runs"].items():
+            rows += [
+                [
+                    preset,
+                    name,
+                    str(run["concurrency"]),
+                    f"{run['texts_per_s']:.2f}",
+                    f"{run['p50_ms']:,.0f}",
+                    f"{run['p95_ms']:,.0f}",
+                    f"{run['p99_ms']:,.0f}",
+                    f"{run['server_cpu_ms_per_text']:.1f}",
+                    str(run["failures"]),
+                ]
+                for run in runs
+            ]
+        targets += [f"- {preset}: {line}" for line in serve_targets(model)]
+    return f"""\
+## Serving over HTTP — `bench_serve.py`
+
+`albert serve` with batching, the same server with `--max-batch-size 1` ("no batching") and
+transformers' `pipeline` behind the same FastAPI + uvicorn, one call per request, each in its own
+process with {record["threads"]} torch threads, loaded over loopback by an async HTTP client with
+one connection per concurrent request; {record["data"]}. Models have random weights (speed does not
+depend on them). Server CPU per text is the CPU time the server process spent per answer, which
+other processes on a shared machine distort far less than wall-clock rates. The whole run took
+{record["seconds"] / 60:.0f} minutes.
+
+{table(header, rows)}
+
+Targets:
+
+{chr(10).join(targets)}
+
+{machine_line(record)}
+"""
+
+
+TF_RSS_TARGET = 1.5  # peak RSS of the conversion, in checkpoints: tensors are streamed, never all held
+
+
+def tf_checkpoint_section(record: Record) -> str:
+    rows = []
+    for side, runs in record["runs"].items():
+        if runs:
+            rss = max(run["peak_rss_mb"] for run in runs)
+            seconds = min(run["seconds"] for run in runs)
+            ratio = rss / record["checkpoint_mb"]
+            rows.append([side, f"{seconds:.1f}", f"{rss:,.0f}", f"{ratio:.2f}×", str(len(runs))])
+    header = ["converter", "seconds (best)", "peak RSS MB (max)", "peak RSS / checkpoint", "runs"]
+    over = max(run["peak_rss_mb"] for run in record["runs"]["albert"]) / record["checkpoint_mb"]
+    targets = [
+        f"peak RSS {over:.2f}× the checkpoint {fmt_target(f'≤ {TF_RSS_TARGET}×', over <= TF_RSS_TARGET)}"
+    ]
+    if "speedup" in record:
+        speed = record["speedup"]
+        targets.insert(0, f"speed-up {fmt_ratio(speed)} {fmt_target('> 1×', speed > 1)}")
+        identical = "identical" if record["identical_weights"] else "NOT identical"
+        targets.append(f"the two outputs' tensors are {identical}")
+    return f"""\
+## Converting a TF checkpoint ({record["size"]}) — `bench_tf_checkpoint.py`
+
+A synthesised {record["size"]}-sized checkpoint ({record["checkpoint_mb"]:,.1f} MB, Google's
+variable names, random values) converted to a safetensors directory by `albert convert-tf` and by
+TensorFlow's reader + transformers' `load_tf_weights_in_albert` + `save_pretrained`, each side its
+own process, interleaved: wall time and peak RSS from `wait4`. Peak RSS includes each process's
+interpreter and libraries, which dominate for a small checkpoint.
+
+{table(header, rows)}
+
+Targets: {"; ".join(targets)}.
+
+{machine_line(record)}
+"""
+
+
 SECTIONS: list[tuple[str, Callable[[Record], str]]] = [
     ("bench_model", model_section),
     ("bench_inference", inference_section),
@@ -332,6 +547,10 @@ SECTIONS: list[tuple[str, Callable[[Record], str]]] = [
     ("bench_pretrain", pretrain_section),
     ("bench_predict", predict_section),
     ("bench_data", data_section),
+    ("bench_precision", precision_section),
+    ("bench_serve", serve_section),
+    ("tf_checkpoint_base", tf_checkpoint_section),
+    ("tf_checkpoint_xxlarge", tf_checkpoint_section),
     ("gpu_pretrain_check", gpu_section),
 ]
 
