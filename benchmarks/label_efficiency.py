@@ -18,7 +18,7 @@ the others train on all of the budget's rows. Dev is scored once per point.
 
 One recipe per (task, start), chosen once by `--tune` on the smallest budget with a tuning seed
 that is not among the reported ones (scored on dev), and frozen in `label_efficiency_recipes.json`.
-Per-point recipe flags are refused. Results go to `results/label_efficiency.json`, one record per
+Per-point recipe flags are refused. Results go to `results/label_efficiency/points.json`, one record per
 (task, start, budget, seed) with the process CPU time of the fine-tune; finished points are never
 redone, so the benchmark can be built up in parts across sessions:
 
@@ -69,7 +69,7 @@ from albert.errors import AlbertError  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "runs"
-RESULTS = HERE / "results" / "label_efficiency.json"
+RESULTS = HERE / "results" / "label_efficiency" / "points.json"  # its own folder: the tables of docs/benchmarks.md are built from results/*.json, these from --report
 RECIPES = HERE / "label_efficiency_recipes.json"
 DOC = ROOT / "docs" / "label_efficiency.md"
 IMG = ROOT / "docs" / "img"
