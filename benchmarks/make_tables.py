@@ -459,7 +459,7 @@ def serve_targets(model: Record) -> list[str]:
     return lines
 
 
-def serve_section(record: Record, heading: str = "Serving over HTTP") -> str:
+def serve_section(record: Record) -> str:
     header = ["model", "server", "concurrency", "texts/s", "p50 ms", "p95 ms", "p99 ms"]
     header += ["server CPU ms/text", "failed"]
     rows, targets = [], []
@@ -481,7 +481,7 @@ def serve_section(record: Record, heading: str = "Serving over HTTP") -> str:
             ]
         targets += [f"- {preset}: {line}" for line in serve_targets(model)]
     return f"""\
-## {heading} — `bench_serve.py`
+## Serving over HTTP — `bench_serve.py`
 
 `albert serve` with batching, the same server with `--max-batch-size 1` ("no batching") and
 transformers' `pipeline` behind the same FastAPI + uvicorn, one call per request, each in its own
@@ -549,7 +549,6 @@ SECTIONS: list[tuple[str, Callable[[Record], str]]] = [
     ("bench_data", data_section),
     ("bench_precision", precision_section),
     ("bench_serve", serve_section),
-    ("bench_serve_c128", lambda record: serve_section(record, "Serving over HTTP: the concurrency-128 re-run")),
     ("tf_checkpoint_base", tf_checkpoint_section),
     ("tf_checkpoint_xxlarge", tf_checkpoint_section),
     ("gpu_pretrain_check", gpu_section),
