@@ -145,8 +145,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from albert.hardware import announce_precision, choose_precision  # torch: only on the torch runtime path
-
     if args.batch_size < 1:
         raise AlbertError(f"--batch-size must be at least 1, not {args.batch_size}")
     overrides = given_task_options(args)
@@ -156,7 +154,12 @@ def run(args: argparse.Namespace) -> int:
             "--precision bf16 applies to fine-tuned models; pretraining checkpoints score in fp32"
         )
     announce = args.runtime == "torch" and not pretraining
-    precision = choose_precision(args.precision) if announce else args.precision
+    if announce:
+        from albert.hardware import announce_precision, choose_precision  # torch: the torch runtime only
+
+        precision = choose_precision(args.precision)
+    else:
+        precision = args.precision
     metrics = evaluate(
         args.model,
         args.data,

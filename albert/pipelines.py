@@ -46,6 +46,8 @@ TASK_HEADS = {
     "fill-mask": "AlbertForMaskedLM",
     "feature-extraction": "AlbertModel",
 }
+# the task each saved head answers; a pretraining checkpoint's MLM head fills masks
+HEAD_TASKS = {head: task for task, head in TASK_HEADS.items()} | {"AlbertForPreTraining": "fill-mask"}
 RUNTIMES = ("torch", "onnx")
 FINETUNE_ARGS = "finetune_args.json"
 
@@ -181,8 +183,7 @@ def check_head(task: str, architectures: list[str] | None, model: str | Path) ->
     accepted = {TASK_HEADS[task]} | ({"AlbertForPreTraining"} if task == "fill-mask" else set())
     if accepted & set(architectures):
         return
-    head_task = {**{head: name for name, head in TASK_HEADS.items()}, "AlbertForPreTraining": "fill-mask"}
-    own = next((head_task[a] for a in architectures if a in head_task), None)
+    own = next((HEAD_TASKS[a] for a in architectures if a in HEAD_TASKS), None)
     fix = f"use --task {own}" if own else "pass a model with that head"
     if task not in ("fill-mask", "feature-extraction"):
         fix += f", or fine-tune it for {task} with `albert finetune --task {task}`"

@@ -78,12 +78,7 @@ def first_subword(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `values` (tokens x ...) at each word's first sub-word; and which words were seen
     (words cut off by truncation have no token)."""
-    rows = np.zeros((num_words, *values.shape[1:]), dtype=values.dtype)
-    seen = np.zeros(num_words, dtype=bool)
-    for position, word in enumerate(word_ids):
-        if word is not None and word < num_words and not seen[word]:
-            rows[word], seen[word] = values[position], True
-    return rows, seen
+    return merge_windows([(values, word_ids)], num_words)
 
 
 def merge_windows(

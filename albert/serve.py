@@ -46,25 +46,20 @@ import numpy as np
 
 from albert import __version__
 from albert.errors import AlbertError
+from albert.pipelines import HEAD_TASKS
 from albert.predict import to_json
 from albert.tasks.common import Feature, feature_length, run_batch
 
 INSTALL_HINT = "pip install 'albert[serve]'"
 ENV_SETTINGS = "ALBERT_SERVE_SETTINGS"  # how `--workers N` hands the settings to worker processes
 # the task each saved head serves, and that task's endpoint
-ARCHITECTURE_TASKS = {
-    "AlbertForSequenceClassification": "text-classification",
-    "AlbertForTokenClassification": "token-classification",
-    "AlbertForMaskedLM": "fill-mask",
-    "AlbertForPreTraining": "fill-mask",
-    "AlbertModel": "feature-extraction",
-}
 TASK_ENDPOINTS = {
     "text-classification": "/predict",
     "token-classification": "/token-classify",
     "fill-mask": "/fill-mask",
     "feature-extraction": "/embed",
 }
+ARCHITECTURE_TASKS = {head: task for head, task in HEAD_TASKS.items() if task in TASK_ENDPOINTS}
 ROUTES = (*TASK_ENDPOINTS.values(), "/tokenize", "/info", "/health", "/metrics", "/docs", "/openapi.json")
 log = logging.getLogger("albert.serve")
 
