@@ -226,7 +226,7 @@ def synthetic_point(task: str, start: str, budget: Any, seed: int, score: float)
     }
 
 
-def test_report_table_and_plots_come_from_the_json(tmp_path: Path, capsys):
+def test_report_table_and_plots_come_from_the_json(shared_data: Path, tmp_path: Path, capsys):
     points = [
         synthetic_point("rotten_tomatoes", "random", 100, seed, score)
         for seed, score in zip((1, 2, 3), (0.6, 0.7, 0.8), strict=True)
@@ -238,6 +238,7 @@ def test_report_table_and_plots_come_from_the_json(tmp_path: Path, capsys):
     results.write_text(json.dumps({"points": points}))
     doc.write_text(f"# Page\n\nbefore\n\n{le.TABLE_BEGIN}\nold table\n{le.TABLE_END}\n\nafter\n")
     argv = ["--report", "--results", str(results), "--doc", str(doc), "--img-dir", str(img)]
+    argv += ["--data", str(shared_data)]  # the table heads name the split sizes
     assert le.main(argv) == 0
     page = doc.read_text()
     assert "old table" not in page and page.startswith("# Page\n\nbefore") and page.endswith("after\n")
