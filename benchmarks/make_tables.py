@@ -213,7 +213,17 @@ timing; best of {record["repeats"]} alternating runs. Both run the same Rust eng
 """
 
 
+# ours / transformers in fp32, per configuration; bf16 against our own fp32; peak RSS on every row
+PRETRAIN_SPEED_TARGETS = {"albert-tiny:32x128": 2.0, "albert-base-v2:8x128": 1.3}
+PRETRAIN_PEAK_RSS_TARGET = 0.5
+PRETRAIN_BF16_TARGET = 1.6
+PROFILE_REGIONS = ["embeddings", "attention", "ffn", "mlm_head", "sop_head", "loss", "optimizer"]
+PROFILE_HEADER = ["embeddings", "attention", "FFN", "MLM head", "SOP head", "loss", "optimizer"]
+
+
 def pretrain_section(record: Record) -> str:
+    if "variants" in record:  # results with CPU time, bf16 and the per-region profile
+        return pretrain_section_with_profile(record)
     rows = []
     for row in record["rows"]:
         speed, peak, grown = row["tokens_per_second"], row["peak_rss_mb"], row["train_rss_mb"]
@@ -242,6 +252,118 @@ on ours does not — and the growth of RSS from just before the model is built (
 both sides: what training itself takes). Ours computes MLM logits only at the masked positions.
 
 {table(header, rows)}
+
+{machine_line(record)}
+"""
+
+
+def pretrain_targets(row: Record) -> str:
+    """The targets one configuration's row is judged by, each next to its figure."""
+    judged = []
+    goal = PRETRAIN_SPEED_TARGETS.get(row["config"])
+    if goal is not None:
+        judged.append(
+            f"tokens/s {fmt_ratio(row['speed_ratio'])} transformers' "
+            + fmt_target(f"≥ {goal}×", row["speed_ratio"] >= goal)
+        )
+    judged.append(
+        f"peak RSS {row['peak_rss_ratio']:.2f}× transformers' "
+        + fmt_target(f"≤ {PRETRAIN_PEAK_RSS_TARGET}×", row["peak_rss_ratio"] <= PRETRAIN_PEAK_RSS_TARGET)
+    )
+    if "bf16_speedup" in row:
+        judged.append(
+            f"bf16 {fmt_ratio(row['bf16_speedup'])} our fp32 "
+            + fmt_target(f"≥ {PRETRAIN_BF16_TARGET}×", row["bf16_speedup"] >= PRETRAIN_BF16_TARGET)
+        )
+    return f"- {row['config']}: " + "; ".join(judged)
+
+
+def profile_rows(record: Record) -> list[list[str]]:
+    rows = []
+    for row in record["rows"]:
+        for variant, profile in row.get("profiles", {}).items():
+            regions = profile["regions"]
+            cells = [f"{regions[name]['share']:.0%}".replace("%", " %") for name in PROFILE_REGIONS]
+            rest = regions["unmatched"]["share"] + regions["unattributed"]["share"]
+            rows.append(
+                [
+                    row["config"],
+                    variant,
+                    f"{profile['step_ms']:,.0f}",
+                    *cells,
+                    f"{rest:.0%}".replace("%", " %"),
+                ]
+                + [f"{profile['backward_share']:.0%}".replace("%", " %")]
+            )
+    return rows
+
+
+def pretrain_section_with_profile(record: Record) -> str:
+    variants = record["variants"]
+    rows = []
+    for row in record["rows"]:
+        for variant in variants:
+            rows.append(
+                [
+                    row["config"],
+                    variant,
+                    fmt_rate(row["tokens_per_second"][variant]),
+                    fmt_rate(row["tokens_per_cpu_second"][variant]),
+                    f"{row['peak_rss_mb'][variant]:,.0f}",
+                    f"{row['train_rss_mb'][variant]:,.0f}",
+                ]
+            )
+    header = [
+        "config",
+        "variant",
+        "tokens/s",
+        "tokens per CPU-second",
+        "peak RSS MB",
+        "training RSS growth MB",
+    ]
+    ratios = [
+        [
+            row["config"],
+            fmt_ratio(row["speed_ratio"]),
+            fmt_ratio(row["cpu_speed_ratio"]),
+            f"{row['peak_rss_ratio']:.2f}×",
+            f"{row['train_rss_ratio']:.2f}×",
+            fmt_ratio(row["bf16_speedup"]) if "bf16_speedup" in row else "—",
+            fmt_ratio(row["bf16_cpu_speedup"]) if "bf16_cpu_speedup" in row else "—",
+        ]
+        for row in record["rows"]
+    ]
+    ratio_header = ["config", "tokens/s ours / theirs", "per CPU-second", "peak RSS", "training RSS growth"]
+    ratio_header += ["ours bf16 / ours fp32", "per CPU-second"]
+    profile_header = ["config", "variant", "profiled step ms", *PROFILE_HEADER, "other", "backward part"]
+    targets = "\n".join(pretrain_targets(row) for row in record["rows"])
+    return f"""\
+## Pretraining throughput and memory — `bench_pretrain.py`
+
+Same config, batch, sequence length and optimiser ({record["optimizer"]}) for both; one step is
+forward (MLM + SOP) + backward + clipping + optimiser step; {record["steps"]} timed steps after
+{record["warmup"]} warm-up, best of {record["rounds"]} alternating rounds. Each (variant,
+configuration) runs in its own subprocess so memory does not mix. `ours` and `hf` (transformers)
+run in fp32; `ours_bf16` is ours under the bf16 autocast of `--precision bf16` (fp32 master
+weights), compared with our own fp32. Each step is timed in wall-clock and in process CPU time
+(steadier on a shared machine). Memory is given both ways: peak RSS of the whole process — which
+on transformers' side includes importing transformers and on ours does not — and the growth of
+RSS from just before the model is built (imports excluded on both sides: what training itself
+takes). Ours computes MLM logits only at the masked positions.
+
+{table(header, rows)}
+
+{table(ratio_header, ratios)}
+
+{targets}
+
+Where the time goes: one more step per worker under torch.profiler (`benchmarks/step_profile.py`),
+each op's time charged to the region of the module that ran it — backward ops to the region of
+the forward op that created them — as a share of the profiled step; "loss" is the model's own
+forward outside its modules (masked-position gather, cross-entropies), "other" the gradient
+accumulation and the time between ops, "backward part" the share spent in the backward pass.
+
+{table(profile_header, profile_rows(record))}
 
 {machine_line(record)}
 """
