@@ -9,7 +9,9 @@ neither weight decay nor the trust ratio.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,40 +72,70 @@ class Lamb(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One update of every group as a handful of `torch._foreach_*` calls over all its tensors
+        (one call per operation instead of one per tensor), in place where the maths allows; the
+        only per-tensor work left is the trust ratio from the two norms."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise AlbertError("LAMB does not support sparse gradients")
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                if group["bias_correction"]:
-                    m_hat = m / (1 - beta1 ** state["step"])
-                    v_hat = v / (1 - beta2 ** state["step"])
-                else:
-                    m_hat, v_hat = m, v
-                update = m_hat / (v_hat.sqrt() + group["eps"])
-                if group["weight_decay"]:
-                    update.add_(p, alpha=group["weight_decay"])
-                ratio = 1.0
-                if group["adapt"]:
-                    w_norm, u_norm = p.norm(), update.norm()
-                    ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
-                p.sub_(update * (group["lr"] * ratio))
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise AlbertError("LAMB does not support sparse gradients")
+            self._update(group, params)
         return loss
+
+    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        beta1, beta2 = group["betas"]
+        grads = [p.grad for p in params]
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+        states = [self.state[p] for p in params]
+        m, v = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        torch._foreach_mul_(m, beta1)
+        torch._foreach_add_(m, grads, alpha=1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+        # m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - b1^t) and v_hat = v / (1 - b2^t)
+        denominator = torch._foreach_sqrt(v)
+        if group["bias_correction"]:
+            torch._foreach_div_(denominator, [math.sqrt(1 - beta2 ** s["step"]) for s in states])
+        torch._foreach_add_(denominator, group["eps"])
+        update = torch._foreach_div(m, denominator)
+        del denominator
+        if group["bias_correction"]:
+            torch._foreach_div_(update, [1 - beta1 ** s["step"] for s in states])
+        if group["weight_decay"]:
+            torch._foreach_add_(update, params, alpha=group["weight_decay"])
+        if group["adapt"]:
+            w_norms, u_norms = torch._foreach_norm(params), torch._foreach_norm(update)
+            scales = [
+                torch.where((w > 0) & (u > 0), w / u, torch.ones_like(w)) * -group["lr"]
+                for w, u in zip(w_norms, u_norms, strict=True)
+            ]
+            torch._foreach_mul_(update, scales)
+            torch._foreach_add_(params, update)
+        else:
+            torch._foreach_add_(params, update, alpha=-group["lr"])
+
+
+def fused_adamw_applies(model: nn.Module) -> bool:
+    """Whether torch's fused AdamW kernel can update `model`: plain (not sharded) floating-point
+    parameters on the CPU or a CUDA GPU. It makes one pass over each tensor instead of one per
+    operation — on CPU a ~5x faster optimiser step, same maths (rounding aside)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return bool(params) and all(
+        type(p.data) is torch.Tensor and p.is_floating_point() and p.device.type in ("cpu", "cuda")
+        for p in params
+    )
 
 
 def build_optimizer(
@@ -124,7 +156,9 @@ def build_optimizer(
     if name == "adamw":
         for group in groups:
             group.pop("adapt")
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        return torch.optim.AdamW(
+            groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused_adamw_applies(model)
+        )
     raise AlbertError(f"unknown optimizer {name!r}; choose lamb or adamw")
 
 

@@ -121,3 +121,37 @@ def test_invalid_settings_are_clear_errors() -> None:
     embedding(torch.tensor([1])).sum().backward()
     with pytest.raises(AlbertError, match="sparse gradients"):
         Lamb(embedding.parameters()).step()
+
+
+def test_fused_adamw_takes_the_same_steps_as_the_per_tensor_loop() -> None:
+    config = AlbertConfig(
+        vocab_size=30, embedding_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=20,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    fused_model = AlbertForPreTraining(config)
+    loop_model = AlbertForPreTraining(config)
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, "adamw", lr=1e-2)
+    loop = build_optimizer(loop_model, "adamw", lr=1e-2)
+    assert fused.param_groups[0]["fused"] is True
+    for group in loop.param_groups:
+        group["fused"] = False
+    ids = torch.randint(0, 30, (2, 6))
+    for _ in range(4):
+        for model, optimizer in ((fused_model, fused), (loop_model, loop)):
+            model.eval()  # no dropout: both see the same forward
+            model(input_ids=ids, labels=ids, sentence_order_label=torch.tensor([0, 1])).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for (name, a), b in zip(fused_model.named_parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_lamb_skips_parameters_without_gradients() -> None:
+    used, unused = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(4))
+    optimizer = Lamb([used, unused], lr=0.1)
+    used.grad = torch.ones(4)
+    optimizer.step()
+    assert torch.equal(unused.detach(), torch.ones(4)) and unused not in optimizer.state
+    assert (used.detach() < 1).all()
