@@ -144,6 +144,47 @@ def test_sparse_prediction_equals_dense_loss() -> None:
     assert nothing.mlm_loss.item() == 0.0 and torch.isfinite(nothing.loss)
 
 
+def _pretraining_grads(model: torch.nn.Module, sparse: bool, bf16: bool = False) -> tuple[torch.Tensor, dict]:
+    torch.manual_seed(3)
+    batch = _inputs("AlbertModel", 99)
+    labels = torch.where(torch.rand(3, 11) < 0.3, batch["input_ids"], -100)
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        out = model(
+            **batch, labels=labels, sentence_order_label=torch.tensor([1, 0, 1]), sparse_prediction=sparse
+        )
+    out.loss.backward()
+    return out.mlm_loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def test_sparse_prediction_gradients_equal_the_full_vocabulary_loss() -> None:
+    """The gathered-positions loss (one fused logits + cross-entropy node) against the full-vocab
+    loss through autograd's own chain: same loss, same gradient for every parameter."""
+    torch.manual_seed(3)
+    model = albert.AlbertForPreTraining(AlbertConfig(**CONFIGS["small"])).eval()  # no dropout
+    dense_loss, dense = _pretraining_grads(model, sparse=False)
+    sparse_loss, sparse = _pretraining_grads(model, sparse=True)
+    torch.testing.assert_close(sparse_loss, dense_loss, rtol=1e-6, atol=1e-6)
+    for name, grad in dense.items():
+        torch.testing.assert_close(sparse[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_sparse_prediction_under_bf16_autocast_tracks_fp32() -> None:
+    """bf16 autocast training (explicit attention, bf16 products, fp32 softmax and loss): the
+    loss within bf16 rounding of fp32's, every gradient pointing the same way."""
+    torch.manual_seed(3)
+    model = albert.AlbertForPreTraining(AlbertConfig(**CONFIGS["small"])).eval()
+    fp32_loss, fp32 = _pretraining_grads(model, sparse=True)
+    bf16_loss, bf16 = _pretraining_grads(model, sparse=True, bf16=True)
+    assert bf16_loss.dtype == torch.float32
+    torch.testing.assert_close(bf16_loss, fp32_loss, rtol=2e-2, atol=0)
+    for name, grad in fp32.items():
+        assert bf16[name].dtype == torch.float32, name
+        if not name.endswith("key.bias"):  # softmax ignores the key bias: its gradient is rounding noise
+            cosine = torch.nn.functional.cosine_similarity(bf16[name].flatten(), grad.flatten(), dim=0)
+            assert cosine > 0.98, (name, cosine)
+
+
 @pytest.mark.parametrize("share", ["all", "attention", "ffn", "none"])
 def test_share_modes_count_and_run(tmp_path: Path, share: str) -> None:
     cfg = AlbertConfig(**CONFIGS["small"], share=share)
