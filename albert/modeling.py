@@ -288,10 +288,87 @@ class AlbertLayer(nn.Module):
         half, `self.attention`, first: under partial sharing the two halves of one layer live
         in different blocks, so the encoder pairs them (`AlbertTransformer.layer_plan`)."""
         if self.pre_norm:
-            hidden = linear(self.ffn, self.full_layer_layer_norm(x), self.activation_name)
-            return x + self.dropout(linear(self.ffn_output, hidden))
-        hidden = linear(self.ffn, x, self.activation_name)
-        return self.full_layer_layer_norm(x + self.dropout(linear(self.ffn_output, hidden)))
+            return x + self.dropout(self.feed_forward(self.full_layer_layer_norm(x)))
+        return self.full_layer_layer_norm(x + self.dropout(self.feed_forward(x)))
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        """`ffn_output(activation(ffn(x)))`; in training as one autograd node that keeps less."""
+        if FeedForward.applies(self, x):
+            return FeedForward.apply(
+                x, self.ffn.weight, self.ffn.bias, self.ffn_output.weight, self.ffn_output.bias,
+                GELU_APPROXIMATIONS[self.activation_name],
+            )  # fmt: skip
+        return linear(self.ffn_output, linear(self.ffn, x, self.activation_name))
+
+
+# the GELUs FeedForward recomputes: activation name -> F.gelu's `approximate`
+GELU_APPROXIMATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_fast": "tanh", "gelu_pytorch_tanh": "tanh"}
+
+
+def _autocast_dtype(x: Tensor) -> torch.dtype:
+    """The dtype autocast would run a matrix product of `x` in (x's own when autocast is off)."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+class FeedForward(torch.autograd.Function):
+    """The FFN `W2 gelu(W1 x + b1) + b2` for fp32 training, keeping only `x` and the
+    pre-activation `h = W1 x + b1` for the backward pass and recomputing `gelu(h)` there.
+
+    Autograd's chain keeps `gelu(h)` as well, for W2's gradient: an intermediate-size tensor per
+    layer application, with ALBERT's shared layers the largest activation there is (albert-base
+    at 8x128: 12 x 12.6 MB). The recompute costs one elementwise pass, which the backward wins
+    back by applying gelu'(h) in place. Same products and the same GELU as the plain path, so the
+    same values. Under autocast the plain chain runs: there the products are several times
+    faster, the recompute would be 5-8 % of a step, and the saved tensors are half as big anyway.
+    """
+
+    @staticmethod
+    def applies(layer: AlbertLayer, x: Tensor) -> bool:
+        """Training (autograd on; no autocast; no tracing or compiling, which must see the plain
+        graph) of plain `nn.Linear` layers with a GELU."""
+        return (
+            torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(x.device.type)
+            and layer.activation_name in GELU_APPROXIMATIONS
+            and type(layer.ffn) is nn.Linear
+            and type(layer.ffn_output) is nn.Linear
+            and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling()
+        )
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, approximate: str
+    ) -> Tensor:
+        h = F.linear(x, w1, b1)
+        ctx.save_for_backward(x, w1, w2, h)
+        ctx.approximate = approximate
+        return F.linear(F.gelu(h, approximate=approximate), w2, b2)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, w1, w2, h = ctx.saved_tensors
+        need_x, need_w1, need_b1, need_w2, need_b2, _ = ctx.needs_input_grad
+        flat_grad = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_w2 = grad_b2 = None
+        if need_w2:
+            activated = F.gelu(h, approximate=ctx.approximate)
+            grad_w2 = flat_grad.T @ activated.reshape(-1, h.shape[-1])
+            del activated
+        if need_b2:
+            grad_b2 = flat_grad.sum(0)
+        grad_h = grad_out @ w2  # then, in place, times gelu'(h): no second intermediate-size buffer
+        torch.ops.aten.gelu_backward.grad_input(grad_h, h, approximate=ctx.approximate, grad_input=grad_h)
+        flat_grad_h = grad_h.reshape(-1, h.shape[-1])
+        return (
+            grad_h @ w1 if need_x else None,
+            flat_grad_h.T @ x.reshape(-1, x.shape[-1]) if need_w1 else None,
+            flat_grad_h.sum(0) if need_b1 else None,
+            grad_w2,
+            grad_b2,
+            None,
+        )
 
 
 class AlbertLayerGroup(nn.Module):
@@ -622,9 +699,8 @@ class SparseMaskedLMLoss(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, features: Tensor, weight: Tensor, bias: Tensor, labels: Tensor
     ) -> tuple[Tensor, Tensor]:
-        device = features.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else features.dtype
-        with torch.autocast(device, enabled=False):
+        dtype = _autocast_dtype(features)
+        with torch.autocast(features.device.type, enabled=False):
             features_cast, weight_cast = features.to(dtype), weight.to(dtype)
             logits = F.linear(features_cast, weight_cast, bias.to(dtype))
             log_probs = logits.log_softmax(-1, dtype=torch.float32)

@@ -310,3 +310,27 @@ def test_a_mistyped_forward_argument_is_a_type_error(name: str) -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'lables'"):
         model(ids, lables=torch.zeros(2, dtype=torch.long))
     assert model(ids, return_dict=False)[0].shape[0] == 2  # the spelled-out arguments still work
+
+
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_training_feed_forward_equals_the_plain_layers(activation: str) -> None:
+    """The fp32 training FFN node (which recomputes the GELU in backward instead of keeping it)
+    gives the values and gradients of the plain nn.Linear -> GELU -> nn.Linear chain."""
+    torch.manual_seed(0)
+    cfg = AlbertConfig(**CONFIGS["small"], hidden_act=activation)
+    layer = albert.AlbertForPreTraining(cfg).albert.encoder.albert_layer_groups[0].albert_layers[0]
+    x = torch.randn(2, 5, 32, requires_grad=True)
+    assert albert.modeling.FeedForward.applies(layer, x)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not albert.modeling.FeedForward.applies(layer, x)  # bf16: the plain chain
+    gelu = albert.modeling.get_activation(activation)
+    params = (layer.ffn.weight, layer.ffn.bias, layer.ffn_output.weight, layer.ffn_output.bias)
+    results = []
+    for out in (layer.feed_forward(x), layer.ffn_output(gelu(layer.ffn(x)))):
+        (out * torch.linspace(-1, 1, 32)).sum().backward()
+        results.append([out, x.grad, *(p.grad for p in params)])
+        for t in (x, *params):
+            t.grad = None
+    assert results[0][0].grad_fn.name() == "FeedForwardBackward"
+    for fused, plain in zip(*results, strict=True):
+        torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-7)
