@@ -673,10 +673,14 @@ def _masked_lm(
         return head(hidden, word_embeddings), None
     if sparse:
         selected = labels.reshape(-1) != -100
-        features = head.transform(hidden.reshape(-1, hidden.shape[-1])[selected])
-        logits, total = SparseMaskedLMLoss.apply(
-            features, word_embeddings, head.bias, labels.reshape(-1)[selected]
-        )
+        gathered, targets = hidden.reshape(-1, hidden.shape[-1])[selected], labels.reshape(-1)[selected]
+        if type(head) is AlbertMLMHead:  # a subclass (the int8 head) decodes its own way
+            logits, total = SparseMaskedLMLoss.apply(
+                head.transform(gathered), word_embeddings, head.bias, targets
+            )
+        else:
+            logits = head(gathered, word_embeddings)
+            total = F.cross_entropy(logits, targets, reduction="sum")
         # sum / count (not mean): a batch with nothing masked gives 0, not NaN, with no host sync
         return logits, total / selected.sum().clamp(min=1)
     logits = head(hidden, word_embeddings)
