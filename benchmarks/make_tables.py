@@ -360,7 +360,8 @@ takes). Ours computes MLM logits only at the masked positions.
 Where the time goes: one more step per worker under torch.profiler (`benchmarks/step_profile.py`),
 each op's time charged to the region of the module that ran it — backward ops to the region of
 the forward op that created them — as a share of the profiled step; "loss" is the model's own
-forward outside its modules (masked-position gather, cross-entropies), "other" the gradient
+forward outside its modules (masked-position gather, cross-entropies — and in ours the vocabulary
+projection at the masked positions, computed with the loss as one node), "other" the gradient
 accumulation and the time between ops, "backward part" the share spent in the backward pass.
 
 {table(profile_header, profile_rows(record))}

