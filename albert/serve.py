@@ -851,7 +851,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-wait-ms",
         type=float,
         default=defaults.max_wait_ms,
-        help="how long a text may wait for others to batch with",
+        help="how long an idle model waits for more texts to batch with (0: runs at once)",
     )
     parser.add_argument(
         "--max-padding",
