@@ -514,3 +514,38 @@ def test_batches_group_texts_of_similar_length_within_the_limits() -> None:
     assert len(budget.select()[0]) == 3 and budget.select()[1]  # 4 x 30 > 100 padded tokens
     queue(budget, [400])
     assert len(budget.select()[0]) == 1  # a text over the budget still runs, alone
+
+
+def test_an_idle_model_runs_a_lone_text_at_once_unless_told_to_wait() -> None:
+    """Continuous batching: by default a text that finds the model free is not held back for
+    company (under load, texts queued while a batch runs form the next one); `--max-wait-ms`
+    makes an idle model wait that long after the oldest text arrived."""
+    from albert.serve import Batcher, Job, Metrics, ServeSettings, Waiting
+
+    def waiting_for(settings: ServeSettings) -> float:
+        batcher = Batcher(lambda **batch: {}, lambda *args: [], 0, ((), ()), settings, Metrics())
+        batcher.waiting = [Waiting(Job([], [], {}, None), 0, 12, time.monotonic())]  # type: ignore[arg-type]
+        batch, full = batcher.select()
+        assert len(batch) == 1 and not full  # the batch could still grow...
+        return batcher.company_wait()
+
+    assert ServeSettings().max_wait_ms == 0
+    assert waiting_for(ServeSettings()) <= 0  # ...but it runs now
+    assert waiting_for(ServeSettings(max_wait_ms=2000)) > 1.0
+
+
+def test_the_server_keeps_idle_threads_and_shape_caches_in_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before torch loads, the server makes the model's idle threads sleep (the event loop shares
+    their cores), turns off the tokenizer's thread pool, and caps the per-shape caches; a value
+    the user set in the environment wins."""
+    from albert.serve import bound_allocator_memory, share_cores_politely
+
+    for name in ("OMP_WAIT_POLICY", "TOKENIZERS_PARALLELISM", "ONEDNN_PRIMITIVE_CACHE_CAPACITY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "64")  # the user's choice
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")  # (leaves this test process's malloc settings alone)
+    share_cores_politely()
+    bound_allocator_memory()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    assert os.environ["LRU_CACHE_CAPACITY"] == "64"
