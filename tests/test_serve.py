@@ -79,6 +79,8 @@ class Server:
             "0",
             "--threads",
             "1",
+            "--precision",  # what the in-process pipelines compute in; a later --precision wins
+            "fp32",
         ]
         env = {**os.environ, "TQDM_DISABLE": "1"}
         self.process = subprocess.Popen(
