@@ -48,6 +48,15 @@ def _loss_curve(output: Path) -> list[float]:
     return [r["loss"] for r in read_metrics(output / "metrics.jsonl") if "loss" in r and "eval" not in r]
 
 
+def test_every_command_offers_the_same_precisions() -> None:
+    """finetune and serve name the choices without importing torch; they must stay albert.hardware's."""
+    from albert import finetune, hardware, serve
+    from albert.train import precision
+
+    assert finetune.PRECISIONS == serve.PRECISIONS == hardware.PRECISIONS == ("auto", "fp32", "bf16")
+    assert precision.PRECISIONS == (*hardware.PRECISIONS, "fp16")
+
+
 def test_autocast_keeps_layer_norm_the_residual_stream_and_the_loss_in_fp32() -> None:
     """CPU autocast would normalise a bf16 input in bf16 (layer_norm is on none of its lists):
     the model upcasts it, so every hidden state between blocks is fp32 while the GEMMs ran in bf16."""
