@@ -12,8 +12,8 @@ machine read it as indicative only (bench_pretrain.py measures speed).
 On a CPU without native bf16 the bf16 run is forced (``ALBERT_NATIVE_BF16=1``: emulated,
 correct but slow); the results record which it was.
 
-    python benchmarks/bench_train_precision.py --corpus ../shared/data/pretrain/en/austen.txt
-    python benchmarks/bench_train_precision.py --steps 50 --batch-size 8      # a quick look
+    python benchmarks/bench_train_precision.py                 # albert-tiny, austen.txt, 300 steps x 8 x 128
+    python benchmarks/bench_train_precision.py --steps 50 --workdir /tmp/tp   # a quick look, files kept
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("../shared/data/pretrain/en/austen.txt"))
     parser.add_argument("--model", default="albert-tiny")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--eval-every", type=int, default=50)

@@ -556,19 +556,20 @@ def train_precision_section(record: Record) -> str:
     ]
     emulated = "" if record["bf16_native"] else " bf16 was emulated on this CPU (`ALBERT_NATIVE_BF16=1`)."
     speed = record["tokens_per_second"]
+    first, last = record["train_loss_first_last"]["fp32"]
+    eval_gap = f"{record['final_eval_rel_diff']:.3%}".replace("%", " %")
     return f"""\
 ## bf16 pretraining against fp32 — `bench_train_precision.py`
 
 `albert pretrain` of {record["model"]} on `{record["corpus"]}`, batch {record["batch_size"]} x
 {record["seq"]}, {record["steps"]} steps, seed {record["seed"]}, once with `--precision fp32` and
 once with `--precision bf16` (autocast, fp32 master weights and optimizer state, LayerNorm and
-losses in fp32): the same initial weights, data order and masks. The gap between the two
-training-loss curves, step by step:{emulated}
+losses in fp32): the same initial weights, data order and masks. The fp32 training loss went from
+{first:.2f} to {last:.2f}; the gap between the two training-loss curves, step by step:{emulated}
 
 {table(["training loss", "max abs difference", "max relative difference", "mean abs difference"], rows)}
 
-Held-out evaluation at step {fp32["step"]} (relative difference of the loss:
-{record["final_eval_rel_diff"]:.3%}):
+Held-out evaluation at step {fp32["step"]} (relative difference of the loss: {eval_gap}):
 
 {table(["precision", "eval loss", "MLM loss", "SOP loss", "MLM accuracy"], evals)}
 

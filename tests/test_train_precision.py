@@ -7,8 +7,6 @@ slow but exact to its format: the models here are tiny); ``=0`` forces the fp32 
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from test_finetune_fixtures import (  # noqa: F401  (fixtures)
     tokenizer_dir,
     write_csv,
 )
-from test_pretrain import corpus, run, training_records, with_forward_hook  # noqa: F401  (fixture)
+from test_pretrain import assert_same_records, corpus, interrupt_at, run, training_records  # noqa: F401
 
 import albert
 from albert import fastpath
@@ -101,25 +99,14 @@ def test_a_bf16_pretraining_run_resumes_exactly(corpus, tmp_path, monkeypatch) -
     straight = run(corpus, tmp_path / "straight", max_steps=total, precision="bf16")
     assert straight["step"] == total
 
-    def interrupt(module, call, output):  # SIGINT arrives during step `half`
-        if call == half:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with_forward_hook(monkeypatch, interrupt)
+    interrupt_at(monkeypatch, half)  # SIGINT arrives during step `half`
     first = run(corpus, tmp_path / "resumed", max_steps=total, precision="bf16")
     assert first["interrupted"] == "SIGINT" and first["step"] == half
     monkeypatch.undo()
     monkeypatch.setenv(OVERRIDE, "1")
     assert run(corpus, tmp_path / "resumed", max_steps=total, precision="bf16", resume=True)["step"] == total
 
-    expected, got = training_records(tmp_path / "straight"), training_records(tmp_path / "resumed")
-    assert [r["step"] for r in got] == [r["step"] for r in expected]
-    for a, b in zip(expected, got, strict=True):
-        for key in a:
-            if isinstance(a[key], float):
-                assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), (a["step"], key)
-            else:
-                assert b[key] == a[key], (a["step"], key)
+    assert_same_records(training_records(tmp_path / "straight"), training_records(tmp_path / "resumed"))
 
     checkpoint = Path(straight["checkpoint"])
     assert {p.dtype for p in AlbertForPreTraining.from_pretrained(checkpoint).parameters()} == {torch.float32}
