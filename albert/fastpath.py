@@ -42,12 +42,14 @@ _CACHE = "_packed_cache"
 
 
 def applies(x: Tensor) -> bool:
-    """CPU inference in fp32 or bf16 only: never with autograd, tracing, exporting or compiling."""
+    """CPU inference in fp32 or bf16 only: never with autograd, tracing, exporting or compiling,
+    nor under autocast (the packed GEMM would run in the weights' dtype, not autocast's)."""
     return (
         ENABLED
         and x.device.type == "cpu"
         and x.dtype in PACKED_DTYPES
         and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
     )

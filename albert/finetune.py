@@ -36,6 +36,7 @@ import math
 import os
 import re
 import shutil
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ from albert.tasks.common import (
 )
 from albert.tokenization import AlbertTokenizer
 
+PRECISIONS = ("auto", "fp32", "bf16")  # albert.hardware.PRECISIONS (not imported: it needs torch)
 FINETUNE_ARGS = "finetune_args.json"
 METRICS_FILE = "metrics.jsonl"
 
@@ -85,6 +87,7 @@ class FinetuneConfig:
     distill_alpha: float = 0.5  # weight of the teacher's soft targets (1 - alpha: the labels)
     distill_temperature: float = 2.0
     overwrite: bool = False  # allow --output to be the --model directory (replaced by the best epoch)
+    precision: str = "auto"  # auto: bf16 autocast on CPUs with native bf16, else fp32 (albert.hardware)
     task_options: TaskOptions = field(default_factory=TaskOptions)
 
     def check(self) -> None:
@@ -113,6 +116,8 @@ class FinetuneConfig:
             problems.append(f"--distill-alpha must be in [0, 1], not {self.distill_alpha}")
         if not self.distill_temperature > 0:
             problems.append(f"--distill-temperature must be positive, not {self.distill_temperature}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if problems:
             raise AlbertError("; ".join(problems))
         self.task_options.check()
@@ -326,21 +331,29 @@ def train_step(
     max_grad_norm: float,
     teacher: Any = None,
     config: FinetuneConfig | None = None,
+    precision: Any = None,
 ) -> float:
     """One optimizer step on a padded numpy batch; the loss (weights untouched if it is not finite).
 
-    With a teacher the loss mixes the task loss and the soft-target loss (`config.distill_alpha`)."""
+    With a teacher the loss mixes the task loss and the soft-target loss (`config.distill_alpha`).
+    `precision` (an `albert.train.precision.Precision`; None: fp32) is the forwards' autocast; the
+    weights, their gradients and the optimizer state stay fp32, and the losses are fp32."""
+    import contextlib
+
     import torch
 
     from albert.tasks.common import MODEL_INPUTS
 
     inputs = {k: torch.from_numpy(v) for k, v in batch.items()}
-    out = model(**inputs)
-    loss = out.loss
+    autocast = precision.autocast(torch.device("cpu")) if precision is not None else contextlib.nullcontext()
+    with autocast:
+        out = model(**inputs)
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_out = teacher(**{k: inputs[k] for k in MODEL_INPUTS})
+    loss = out.loss.float()
     if teacher is not None:
         assert config is not None
-        with torch.no_grad():
-            teacher_out = teacher(**{k: inputs[k] for k in MODEL_INPUTS})
         soft = distillation_loss(out, teacher_out, inputs, model, config.distill_temperature)
         loss = (1 - config.distill_alpha) * loss + config.distill_alpha * soft
     if not torch.isfinite(loss):
@@ -375,11 +388,15 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune, evaluate on dev after each epoch, keep the best model in `config.output`.
 
     Returns the best epoch, the metric it was selected by, its dev metrics and the step count."""
+    import torch
+
     from albert.optim import build_optimizer, linear_warmup_decay
     from albert.train.metrics import MetricsLog, progress_bar
+    from albert.train.precision import resolve_precision
     from albert.train.rng import seed_everything
 
     config.check()
+    precision = resolve_precision(config.precision, torch.device("cpu"))
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config)
     task = get_task(config.task, dataclasses.replace(config.task_options))
@@ -409,9 +426,11 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         **{k: v for k, v in dataclasses.asdict(config).items() if k != "task_options"},
         "task_options": dataclasses.asdict(config.task_options),
         "resolved": task.saved_options(),
+        "trained_precision": precision.name,  # what "auto" chose; the saved weights are fp32 either way
     }
     best: dict[str, Any] = {"epoch": None, "score": -math.inf}
     step, stale, running = 0, 0, []
+    print(f"albert finetune: {precision.description}", file=sys.stderr, flush=True)
     bar = progress_bar(int(total_steps), desc=f"finetune {config.task}")
     model.train()
     try:
@@ -420,7 +439,9 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
                 lengths, config.batch_size, shuffle=True, seed=config.seed + epoch
             ):
                 batch = pad_batch([train_features[i] for i in indices], tokenizer.pad_token_id)
-                loss = train_step(model, batch, optimizer, scheduler, config.max_grad_norm, teacher, config)
+                loss = train_step(
+                    model, batch, optimizer, scheduler, config.max_grad_norm, teacher, config, precision
+                )
                 if not math.isfinite(loss):
                     raise AlbertError(
                         f"the loss became {loss} at step {step + 1}; lower --learning-rate "
@@ -553,6 +574,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--logging-steps", type=int, default=10)
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="training precision: auto = bf16 autocast (fp32 master weights) on CPUs with native bf16 "
+        "(AVX512-BF16/AMX), else fp32; the saved model is fp32 either way",
+    )
     group = parser.add_argument_group("distillation from a fine-tuned teacher")
     group.add_argument(
         "--teacher",
@@ -594,6 +622,7 @@ def run(args: argparse.Namespace) -> int:
         distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature,
         overwrite=args.overwrite,
+        precision=args.precision,
         task_options=TaskOptions.from_dict(given_task_options(args)),
     )
     result = finetune(config)

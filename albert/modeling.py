@@ -71,6 +71,14 @@ def linear(layer: nn.Module, x: Tensor, activation: str | None = None) -> Tensor
     return get_activation(activation)(out) if activation is not None else out
 
 
+def layer_norm(layer: nn.LayerNorm, x: Tensor) -> Tensor:
+    """`layer(x)` at the weights' precision (fp32 in mixed-precision training): CPU autocast would
+    normalise a bf16 input in bf16, and the residual stream that leaves each block would follow."""
+    if x.dtype != layer.weight.dtype and torch.is_autocast_enabled(x.device.type):
+        x = x.to(layer.weight.dtype)
+    return layer(x)
+
+
 # ----------------------------------------------------------------------------------------
 # outputs: dataclasses with transformers' field names; `out[0]`, `out["logits"]` and
 # `out.to_tuple()` work as in transformers (None fields are skipped).
@@ -190,7 +198,7 @@ class AlbertEmbeddings(nn.Module):
             types = self.token_type_embeddings.weight[0]
         else:
             types = self.token_type_embeddings(token_type_ids)
-        return self.dropout(self.LayerNorm(inputs_embeds + types + positions))
+        return self.dropout(layer_norm(self.LayerNorm, inputs_embeds + types + positions))
 
 
 class AlbertAttention(nn.Module):
@@ -234,7 +242,7 @@ class AlbertAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         batch, seq_len, hidden = x.shape
-        h = self.LayerNorm(x) if self.pre_norm else x  # pre-LN normalises the block's input
+        h = layer_norm(self.LayerNorm, x) if self.pre_norm else x  # pre-LN normalises the block's input
         projected = self.qkv_output(self.project_qkv(h, qkv))
         q, k, v = projected.view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout = self.attention_dropout if self.training else 0.0
@@ -244,14 +252,14 @@ class AlbertAttention(nn.Module):
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
             if mask is not None:
                 scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            probs = scores.softmax(-1)
+            probs = scores.float().softmax(-1).to(v.dtype)  # fp32 softmax, also under autocast
             context = F.dropout(probs, dropout, self.training) @ v
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         context = context.transpose(1, 2).reshape(batch, seq_len, hidden)
         if self.pre_norm:
             return x + self.output_dropout(linear(self.dense, context)), probs
-        return self.LayerNorm(x + self.output_dropout(linear(self.dense, context))), probs
+        return layer_norm(self.LayerNorm, x + self.output_dropout(linear(self.dense, context))), probs
 
 
 def explicit_attention_is_faster(q: Tensor) -> bool:
@@ -288,8 +296,8 @@ class AlbertLayer(nn.Module):
         half, `self.attention`, first: under partial sharing the two halves of one layer live
         in different blocks, so the encoder pairs them (`AlbertTransformer.layer_plan`)."""
         if self.pre_norm:
-            return x + self.dropout(self.feed_forward(self.full_layer_layer_norm(x)))
-        return self.full_layer_layer_norm(x + self.dropout(self.feed_forward(x)))
+            return x + self.dropout(self.feed_forward(layer_norm(self.full_layer_layer_norm, x)))
+        return layer_norm(self.full_layer_layer_norm, x + self.dropout(self.feed_forward(x)))
 
     def feed_forward(self, x: Tensor) -> Tensor:
         """`ffn_output(activation(ffn(x)))`; in training as one autograd node that keeps less."""
@@ -470,7 +478,7 @@ class AlbertMLMHead(nn.Module):
 
     def transform(self, hidden: Tensor) -> Tensor:
         """The part before the vocabulary projection: dense, activation, LayerNorm."""
-        return self.LayerNorm(self.activation(self.dense(hidden)))
+        return layer_norm(self.LayerNorm, self.activation(self.dense(hidden)))
 
     def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
         return F.linear(self.transform(hidden), word_embeddings, self.bias)

@@ -72,7 +72,12 @@ def add_training_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> N
     a("--seed", type=int, default=d.seed)
     a("--resume", action="store_true", help="continue from the newest complete checkpoint in --output")
     a("--gradient-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
-    a("--precision", choices=PRECISIONS, default=d.precision, help="auto: bf16/fp16 on GPUs, fp32 on CPUs")
+    a(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="auto: bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32; on GPUs bf16, else fp16",
+    )
     a("--device", default=d.device, help="auto, cpu or cuda")
     a("--num-workers", type=int, default=d.num_workers, help="DataLoader worker processes")
     a("--tensorboard", action="store_true", help="also write TensorBoard scalars to OUTPUT/tensorboard")

@@ -62,6 +62,7 @@ TASK_ENDPOINTS = {
 }
 ARCHITECTURE_TASKS = {head: task for head, task in HEAD_TASKS.items() if task in TASK_ENDPOINTS}
 ROUTES = (*TASK_ENDPOINTS.values(), "/tokenize", "/info", "/health", "/metrics", "/docs", "/openapi.json")
+PRECISIONS = ("auto", "fp32", "bf16")  # albert.hardware.PRECISIONS, here without importing torch
 log = logging.getLogger("albert.serve")
 
 
@@ -74,6 +75,7 @@ class ServeSettings:
     tokenizer: str | None = None
     runtime: str = "torch"
     int8: bool = False
+    precision: str = "auto"  # the torch model's: auto (bf16 on CPUs with native bf16, else fp32), fp32, bf16
     max_batch_tokens: int = 16384  # padded tokens (texts x longest) of one batch
     max_batch_size: int = 64  # texts in one batch
     max_wait_ms: float = 0.0  # how long an idle model waits for company (0: run at once)
@@ -105,6 +107,13 @@ class ServeSettings:
         if self.int8 and self.runtime != "torch":
             raise AlbertError(
                 "--int8 quantises a PyTorch model; for ONNX serve an `albert export --int8` file"
+            )
+        if self.precision not in PRECISIONS:
+            raise AlbertError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.precision == "bf16" and (self.int8 or self.runtime != "torch"):
+            raise AlbertError(
+                "--precision bf16 applies to a PyTorch model without --int8; drop one of them "
+                "(an ONNX model runs in the precision it was exported in)"
             )
         if self.task is not None and self.task not in TASK_ENDPOINTS:
             raise AlbertError(f"--task must be one of: {', '.join(TASK_ENDPOINTS)}; not {self.task!r}")
@@ -483,8 +492,35 @@ def bound_allocator_memory() -> None:
             pass
 
 
+def torch_precision(settings: ServeSettings) -> str:
+    """The precision the torch model loads in: --precision with "auto" resolved from the CPU
+    (`albert.hardware`); fp32 under --int8, which quantises the fp32 model's linear layers."""
+    from albert.hardware import choose_precision
+
+    return "fp32" if settings.int8 else choose_precision(settings.precision)
+
+
+def describe_precision(settings: ServeSettings, requested: str) -> str:
+    """One line for stderr: the precision that serves, and why."""
+    from albert.hardware import describe_choice
+
+    if settings.int8:
+        return "albert serve: precision int8 (--int8: int8 linear layers, the rest in fp32)"
+    return f"albert serve: {describe_choice(requested, torch_precision(settings))}"
+
+
+def model_precision(pipe: Any, settings: ServeSettings) -> str:
+    """What the served model computes in: int8, bf16 or fp32 (an ONNX model: as exported)."""
+    runner = pipe.loaded.runner
+    if settings.int8 or type(runner).__name__ == "OnnxModel":
+        return "int8" if settings.int8 else runner.precision
+    dtype = next(runner.model.parameters()).dtype
+    return {"torch.bfloat16": "bf16", "torch.float32": "fp32"}.get(str(dtype), str(dtype))
+
+
 def load_pipeline(settings: ServeSettings) -> Any:
-    """The `albert.pipeline` the server runs (int8-quantised with --int8)."""
+    """The `albert.pipeline` the server runs, in `torch_precision(settings)` (int8-quantised with
+    --int8)."""
     from albert import pipeline
 
     if settings.runtime not in ("torch", "onnx"):
@@ -501,6 +537,7 @@ def load_pipeline(settings: ServeSettings) -> Any:
         settings.tokenizer,
         settings.runtime,
         max_seq_length=settings.max_input_length,
+        dtype=torch_precision(settings) if settings.runtime == "torch" else None,
     )
     if settings.int8:
         from albert import quantize
@@ -778,6 +815,7 @@ def create_app(model: str | Path | Any, settings: ServeSettings | None = None) -
             "max_input_length": pipe.options.max_seq_length,
             "runtime": "onnx" if type(pipe.loaded.runner).__name__ == "OnnxModel" else "torch",
             "int8": settings.int8,
+            "precision": model_precision(pipe, settings),
             "batching": {k: v for k, v in asdict(settings).items() if k.startswith("max_")},
             "version": __version__,
             "pid": os.getpid(),
@@ -840,6 +878,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--int8", action="store_true", help="serve an int8 copy (albert.quantize) of a torch model"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="torch runtime: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32",
     )
     parser.add_argument(
         "--max-batch-tokens", type=int, default=defaults.max_batch_tokens, help="padded tokens per batch"
@@ -908,6 +952,10 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1 and settings.threads is None:
         settings.threads = max(1, cores // args.workers)
     settings.check()
+    requested = settings.precision
+    if settings.runtime == "torch":  # resolved once here: every worker loads the same precision
+        bound_allocator_memory()  # before torch is imported
+        settings.precision = torch_precision(settings)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     logging.basicConfig(level=logging.INFO, format="albert serve: %(message)s")
@@ -923,10 +971,14 @@ def run(args: argparse.Namespace) -> int:
         config = uvicorn.Config(
             "albert.serve:app_from_environment", factory=True, workers=args.workers, **common
         )
+        if settings.runtime == "torch":
+            print(describe_precision(settings, requested), file=sys.stderr, flush=True)
         print(f"albert serve: {args.workers} workers on http://{host}:{port}", flush=True)
         Multiprocess(config, sockets=[sock]).run()
         return 0
     app = create_app(args.model, settings)
+    if settings.runtime == "torch":
+        print(describe_precision(settings, requested), file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, **common))
     print(f"albert serve: {app.description} on http://{host}:{port}", flush=True)
     server.run(sockets=[sock])

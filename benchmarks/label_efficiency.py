@@ -191,7 +191,7 @@ def pretraining_commands(runs: Path, data: Path, language: str) -> list[list[str
         ]
         + ["--batch-size", "32", "--optimizer", "adamw", "--learning-rate", "1e-3", "--warmup-steps", "100"]
         + ["--eval-fraction", "0.01", "--eval-every", "200", "--eval-batches", "20", "--save-every", "200"]
-        + ["--keep", "3", "--log-every", "10", "--resume"],
+        + ["--keep", "3", "--log-every", "10", "--precision", "fp32", "--resume"],
     ]
 
 
@@ -209,7 +209,7 @@ def distillation_commands(runs: Path, data: Path) -> list[list[str]]:
         ["albert", "distill", "--teacher", teacher, "--student", str(student), "--data", str(shards)]
         + ["--output", str(runs / "distill-e112"), "--batch-size", "32", "--max-steps", "600"]
         + ["--learning-rate", "3e-4", "--warmup-steps", "30", "--log-every", "10", "--eval-every", "100"]
-        + ["--eval-batches", "10", "--save-every", "50", "--keep", "2", "--resume"],
+        + ["--eval-batches", "10", "--save-every", "50", "--keep", "2", "--precision", "fp32", "--resume"],
     ]
 
 
@@ -510,6 +510,7 @@ def run_finetune(
         command = [sys.executable, "-m", "albert", "finetune", "--task", spec.kind]
         command += ["--train", str(split.train), "--dev", str(split.held_out), "--model", start.model]
         command += ["--output", output, "--seed", str(seed), *recipe_flags(recipe)]
+        command += ["--precision", "fp32"]  # every point in fp32, whatever the CPU's bf16 support
         if start.tokenizer:
             command += ["--tokenizer", start.tokenizer]
         env = {

@@ -662,6 +662,47 @@ Targets: {"; ".join(targets)}.
 """
 
 
+def train_precision_section(record: Record) -> str:
+    fp32, bf16 = record["final_eval"]["fp32"], record["final_eval"]["bf16"]
+    rows = [
+        [
+            name,
+            f"{gap['max_abs_diff']:.4f}",
+            f"{gap['max_rel_diff']:.3%}".replace("%", " %"),
+            f"{gap['mean_abs_diff']:.4f}",
+        ]
+        for name, gap in (("per step", record["per_step"]), ("10-step mean", record["moving_average_10"]))
+    ]
+    evals = [
+        [name, f"{e['loss']:.4f}", f"{e['mlm_loss']:.4f}", f"{e['sop_loss']:.4f}", f"{e['mlm_accuracy']:.4f}"]
+        for name, e in (("fp32", fp32), ("bf16", bf16))
+    ]
+    emulated = "" if record["bf16_native"] else " bf16 was emulated on this CPU (`ALBERT_NATIVE_BF16=1`)."
+    speed = record["tokens_per_second"]
+    first, last = record["train_loss_first_last"]["fp32"]
+    eval_gap = f"{record['final_eval_rel_diff']:.3%}".replace("%", " %")
+    return f"""\
+## bf16 pretraining against fp32 — `bench_train_precision.py`
+
+`albert pretrain` of {record["model"]} on `{record["corpus"]}`, batch {record["batch_size"]} x
+{record["seq"]}, {record["steps"]} steps, seed {record["seed"]}, once with `--precision fp32` and
+once with `--precision bf16` (autocast, fp32 master weights and optimizer state, LayerNorm and
+losses in fp32): the same initial weights, data order and masks. The fp32 training loss went from
+{first:.2f} to {last:.2f}; the gap between the two training-loss curves, step by step:{emulated}
+
+{table(["training loss", "max abs difference", "max relative difference", "mean abs difference"], rows)}
+
+Held-out evaluation at step {fp32["step"]} (relative difference of the loss: {eval_gap}):
+
+{table(["precision", "eval loss", "MLM loss", "SOP loss", "MLM accuracy"], evals)}
+
+Tokens/s (the runs were sequential, not interleaved: indicative only): fp32 {speed["fp32"]:,.0f},
+bf16 {speed["bf16"]:,.0f}.
+
+{machine_line(record)}
+"""
+
+
 SECTIONS: list[tuple[str, Callable[[Record], str]]] = [
     ("bench_model", model_section),
     ("bench_inference", inference_section),
@@ -671,6 +712,7 @@ SECTIONS: list[tuple[str, Callable[[Record], str]]] = [
     ("bench_predict", predict_section),
     ("bench_data", data_section),
     ("bench_precision", precision_section),
+    ("bench_train_precision", train_precision_section),
     ("bench_serve", serve_section),
     ("tf_checkpoint_base", tf_checkpoint_section),
     ("tf_checkpoint_xxlarge", tf_checkpoint_section),

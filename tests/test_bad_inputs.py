@@ -38,6 +38,7 @@ class Row:
     id: str
     argv: str  # split like a shell command; {name} is replaced by world[name]
     message: str  # regular expression the one stderr line must match
+    env: tuple[tuple[str, str], ...] = ()  # environment variables set while the row runs
 
 
 PREDICT = "predict --task text-classification"
@@ -162,6 +163,16 @@ ROWS = [
     Row("finetune-config-wrong-type", f"{FINETUNE} --model {{str_config}} --output {{new}}", "hidden_size='312' is not an integer"),
     Row("finetune-data-as-model", f"{FINETUNE} --model {{data}} --output {{new}}", "is pretraining data written by `albert data`"),
     Row("predict-hidden-size-mismatch", f"{PREDICT} --model {{wrong_hidden}} hi", "the weights have hidden_size=.* but the config says"),
+    # --precision bf16 on a CPU without native bf16 (forced): says so and offers fp32, for every command with the flag
+    *[Row(f"{command.split()[0]}-bf16-without-native-bf16", f"{command} --precision bf16",
+          r"this CPU has no native bf16 .*--precision fp32", env=(("ALBERT_NATIVE_BF16", "0"),)) for command in [
+        f"{PREDICT} --model {{classifier}} hi", "evaluate --model {classifier} --data {dev}",
+        f"{FINETUNE} --model {{tiny_config}} --output {{new}}", PRETRAIN,
+        "distill --teacher {classifier} --student {pretrained} --data {corpus} --output {new}",
+        "serve --model {classifier}",
+    ]],
+    Row("serve-bf16-int8", "serve --model {classifier} --int8 --precision bf16", "drop one of them"),
+    Row("serve-bf16-onnx", "serve --model {classifier} --runtime onnx --precision bf16", "exported in"),
 ]
 # fmt: on
 SUBPROCESS_ROWS = [
@@ -170,6 +181,7 @@ SUBPROCESS_ROWS = [
     "data-binary",
     "finetune-short-row",
     "predict--batch-size1.5",
+    "serve-bf16-without-native-bf16",
 ]
 
 
@@ -310,7 +322,11 @@ def argv_for(row: Row, world: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
-def test_bad_input_is_one_line_and_changes_nothing(row: Row, world: dict[str, Any], capsys) -> None:
+def test_bad_input_is_one_line_and_changes_nothing(
+    row: Row, world: dict[str, Any], capsys, monkeypatch
+) -> None:
+    for name, value in row.env:
+        monkeypatch.setenv(name, value)
     before = snapshot(world["root"])
     status = run_in_process(argv_for(row, world))
     captured = capsys.readouterr()
@@ -329,6 +345,7 @@ def test_bad_input_in_a_fresh_interpreter(row_id: str, world: dict[str, Any]) ->
         text=True,
         timeout=300,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **dict(row.env)},
     )
     assert_one_line_error(done.returncode, done.stderr, row.message)
     assert snapshot(world["root"]) == before

@@ -227,6 +227,26 @@ def test_resume_after_sigint_reproduces_the_straight_run_and_reuses_the_data(
         distill(teacher, student, [corpus], root / "resumed", **{**options, "seed": 7}, resume=True)
 
 
+def test_bf16_distillation_keeps_fp32_weights_and_follows_the_fp32_run(
+    root: Path, teacher: Path, student: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--precision bf16` (forced, so on any CPU): teacher and student forwards under bf16
+    autocast, relation and hidden losses in fp32, fp32 master weights in the checkpoint; the
+    losses differ from the fp32 run's (autocast ran) by little."""
+    monkeypatch.setenv("ALBERT_NATIVE_BF16", "1")
+    options = {**FAST, "max_steps": 8, "mlm_weight": 0.0}
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        summary = distill(
+            teacher, student, [corpus], root / f"precision-{precision}", **options, precision=precision
+        )
+        curves[precision] = [r["loss"] for r in records(root / f"precision-{precision}")]
+        weights = build_model(AlbertForPreTraining, Path(summary["checkpoint"])).parameters()
+        assert {p.dtype for p in weights} == {torch.float32}
+    assert curves["bf16"] != curves["fp32"]
+    assert max(abs(a - b) / a for a, b in zip(curves["fp32"], curves["bf16"], strict=True)) < 0.01, curves
+
+
 def test_mlm_objective_with_a_masked_lm_teacher(root: Path, corpus: Path) -> None:
     mlm_teacher = make_teacher(root / "mlm-teacher", "BertForMaskedLM", seed=1)
     assert read_teacher(mlm_teacher).has_mlm_head

@@ -101,6 +101,27 @@ def with_forward_hook(monkeypatch: pytest.MonkeyPatch, hook) -> None:
     monkeypatch.setattr(loop_module, "build_pretraining_model", build_with_hook)
 
 
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Send SIGINT during the trainer's training forward number `step`."""
+
+    def interrupt(module, call, output):
+        if call == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with_forward_hook(monkeypatch, interrupt)
+
+
+def assert_same_records(expected: list[dict], got: list[dict]) -> None:
+    """The same steps logged with the same values (floats to 1e-6 relative, the rest exactly)."""
+    assert [r["step"] for r in got] == [r["step"] for r in expected]
+    for a, b in zip(expected, got, strict=True):
+        for key in a:
+            if isinstance(a[key], float):
+                assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), (a["step"], key)
+            else:
+                assert b[key] == a[key], (a["step"], key)
+
+
 @pytest.mark.slow
 def test_resume_after_sigint_reproduces_the_straight_run(corpus, tmp_path, monkeypatch) -> None:
     steps_per_epoch = len(__import__("albert.data", fromlist=["x"]).PretrainingDataset(corpus["data"])) // 8
@@ -108,12 +129,8 @@ def test_resume_after_sigint_reproduces_the_straight_run(corpus, tmp_path, monke
     straight = run(corpus, tmp_path / "straight", max_steps=total)
     assert straight["step"] == total and straight["interrupted"] is None
 
-    def interrupt(module, call, output):  # SIGINT arrives during step `half`
-        if call == half:
-            os.kill(os.getpid(), signal.SIGINT)
-
     half = total // 2 + 1
-    with_forward_hook(monkeypatch, interrupt)
+    interrupt_at(monkeypatch, half)  # SIGINT arrives during step `half`
     first = run(corpus, tmp_path / "resumed", max_steps=total)
     assert first["interrupted"] == "SIGINT" and first["step"] == half
     assert first["checkpoint"].endswith(f"step-{half}")
@@ -122,13 +139,7 @@ def test_resume_after_sigint_reproduces_the_straight_run(corpus, tmp_path, monke
     assert second["step"] == total
 
     expected, got = training_records(tmp_path / "straight"), training_records(tmp_path / "resumed")
-    assert [r["step"] for r in got] == [r["step"] for r in expected]
-    for a, b in zip(expected, got, strict=True):
-        for key in a:
-            if isinstance(a[key], float):
-                assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), (a["step"], key)
-            else:
-                assert b[key] == a[key], (a["step"], key)
+    assert_same_records(expected, got)
     assert {r["epoch"] for r in got if "epoch" in r} == {0, 1}
 
     # the checkpoint is a model + tokenizer directory, loadable here and by transformers

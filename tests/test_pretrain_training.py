@@ -113,10 +113,18 @@ def test_metrics_log_drops_steps_after_the_resumed_checkpoint(tmp_path) -> None:
     assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
 
 
-def test_precision_follows_the_hardware() -> None:
+def test_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training on a CPU follows inference's rule (albert.hardware), forced here both ways."""
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu).dtype is None
-    assert resolve_precision("bf16", cpu).dtype == torch.bfloat16
+    monkeypatch.setenv("ALBERT_NATIVE_BF16", "1")
+    assert resolve_precision("auto", cpu).dtype == resolve_precision("bf16", cpu).dtype == torch.bfloat16
+    assert "auto: this CPU has native bf16" in resolve_precision("auto", cpu).description
+    assert resolve_precision("fp32", cpu).dtype is None
+    monkeypatch.setenv("ALBERT_NATIVE_BF16", "0")
+    auto = resolve_precision("auto", cpu)
+    assert auto.dtype is None and auto.description == "precision fp32 (auto: this CPU has no native bf16)"
+    with pytest.raises(AlbertError, match="no native bf16.*--precision fp32"):
+        resolve_precision("bf16", cpu)
     with pytest.raises(AlbertError, match="CUDA"):
         resolve_precision("fp16", cpu)
     with pytest.raises(AlbertError, match="unknown precision"):

@@ -79,6 +79,8 @@ class Server:
             "0",
             "--threads",
             "1",
+            "--precision",  # what the in-process pipelines compute in; a later --precision wins
+            "fp32",
         ]
         env = {**os.environ, "TQDM_DISABLE": "1"}
         self.process = subprocess.Popen(
@@ -219,7 +221,7 @@ def test_predict_equals_the_pipeline(servers: dict[str, Server], classify: Any) 
     info = httpx.get(server.url + "/info").json()
     assert info["task"] == "text-classification" and info["labels"] == ["neg", "pos", "mixed"]
     assert info["max_input_length"] == 64 and info["batching"]["max_wait_ms"] == 5.0
-    assert info["runtime"] == "torch" and info["torch_imported"] is True
+    assert info["runtime"] == "torch" and info["torch_imported"] is True and info["precision"] == "fp32"
     assert "/predict" in httpx.get(server.url + "/openapi.json").json()["paths"]
     assert "swagger" in httpx.get(server.url + "/docs").text.lower()
     wrong = server.post("/embed", {"inputs": "hello"})
@@ -266,7 +268,7 @@ def test_token_classify_fill_mask_and_embed_equal_the_pipeline(
 def test_onnx_runtime_serves_without_torch(servers: dict[str, Server], models: dict[str, Path]) -> None:
     server = servers["onnx"]
     info = httpx.get(server.url + "/info").json()
-    assert info["runtime"] == "onnx" and info["torch_imported"] is False
+    assert info["runtime"] == "onnx" and info["torch_imported"] is False and info["precision"] == "fp32"
     expected = albert.pipeline("text-classification", model=models["onnx"], runtime="onnx")(TEXTS, top_k=None)
     for ours, theirs in zip(server.post("/predict", {"inputs": TEXTS}).json(), expected, strict=True):
         assert_same_labels(ours, theirs)
@@ -429,6 +431,34 @@ def test_model_exception_answers_500_and_the_server_keeps_serving(classifier_dir
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_bf16_server_answers_like_the_bf16_pipeline(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--precision auto` on a CPU with native bf16 (forced, so this runs anywhere) loads the model
+    in bf16, says so in one stderr line and in /info, and answers what the in-process bf16 pipeline
+    answers (the same bf16 weights and kernels, batched differently)."""
+    monkeypatch.setenv("ALBERT_NATIVE_BF16", "1")
+    server = Server(models["classify"], "--max-input-length", "64", "--precision", "auto").wait_ready()
+    try:
+        served = server.post("/predict", {"inputs": TEXTS})
+        info = httpx.get(server.url + "/info").json()
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+        err = server.process.stderr.read()  # type: ignore[union-attr]
+        server.stop()
+    assert served.status_code == 200, served.text
+    assert info["precision"] == "bf16"
+    said = [line for line in err.splitlines() if "precision" in line]
+    assert len(said) == 1 and said[0].startswith(
+        "albert serve: precision bf16 (auto: this CPU has native bf16"
+    ), err
+    bf16 = albert.pipeline("text-classification", model=models["classify"], max_seq_length=64, dtype="bf16")
+    for ours, theirs in zip(served.json(), bf16(TEXTS, top_k=None), strict=True):
+        assert [r["label"] for r in ours] == [r["label"] for r in theirs]
+        np.testing.assert_allclose([r["score"] for r in ours], [r["score"] for r in theirs], atol=1e-3)
 
 
 # ----------------------------------------------------------------------------------------

@@ -35,9 +35,12 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
-def test_a_diverging_run_saves_nothing_and_says_which_step_went_bad(corpus, tmp_path, capsys) -> None:
+def test_a_diverging_run_saves_nothing_and_says_which_step_went_bad(
+    corpus, tmp_path, capsys, monkeypatch
+) -> None:
     """The loss goes NaN at step 2 and stays so: no periodic save (step 3), no final save (step 6),
     exit 2 with the step and the advice; fp32 advice only where the run is not fp32 already."""
+    monkeypatch.setenv("ALBERT_NATIVE_BF16", "1")  # bf16 on any CPU (emulated where not native)
     diverging = ["--max-steps", "6", "--lr", "1e6", "--optimizer", "adamw", "--save-every", "3"]
     for precision, advice in (("fp32", False), ("bf16", True)):
         out = tmp_path / precision

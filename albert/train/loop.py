@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -539,6 +540,8 @@ class Trainer:
             else None
         )
         self.board = TensorBoard(self.output / "tensorboard") if cfg.tensorboard and dist.is_main else None
+        if dist.is_main:  # which precision runs, and why: one line on stderr
+            print(f"albert {self.objective.name}: {self.precision.description}", file=sys.stderr, flush=True)
         dist.say(self._description())
         bar = progress_bar(cfg.max_steps, initial=pos.step, desc=self.objective.name, enabled=dist.is_main)
         interval: dict[str, float] = {}
