@@ -135,7 +135,9 @@ def wait_healthy(url: str, timeout: float = 300) -> None:
     raise SystemExit(f"{url} never became healthy")
 
 
-def start_servers(model_dir: Path, threads: int | None) -> dict[str, tuple[subprocess.Popen, str]]:
+def start_servers(
+    model_dir: Path, threads: int | None, precision: str
+) -> dict[str, tuple[subprocess.Popen, str]]:
     thread_option = ["--threads", str(threads)] if threads else []
     serve = [
         sys.executable,
@@ -146,6 +148,8 @@ def start_servers(model_dir: Path, threads: int | None) -> dict[str, tuple[subpr
         str(model_dir),
         "--port",
         "0",
+        "--precision",
+        precision,
         *thread_option,
     ]
     servers = {
@@ -227,14 +231,15 @@ def summary(latencies: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-def in_process_p50(model_dir: Path, texts: list[str], threads: int | None) -> float:
-    """p50 of a direct `albert.pipeline` call on one text (no HTTP): the c=1 baseline."""
+def in_process_p50(model_dir: Path, texts: list[str], threads: int | None, precision: str) -> float:
+    """p50 of a direct `albert.pipeline` call on one text (no HTTP), in the servers' precision:
+    the c=1 baseline."""
     import torch
 
     import albert
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    classify = albert.pipeline("text-classification", model=model_dir)
+    classify = albert.pipeline("text-classification", model=model_dir, dtype=precision)
     classify(texts[:4])
     times = []
     for text in texts:
@@ -245,10 +250,11 @@ def in_process_p50(model_dir: Path, texts: list[str], threads: int | None) -> fl
 
 
 def bench_model(preset: str, model_dir: Path, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    servers = start_servers(model_dir, args.threads)
+    servers = start_servers(model_dir, args.threads, args.precision)
     try:
+        direct = texts[: args.direct_texts]
         result: dict[str, Any] = {
-            "in_process_p50_ms": in_process_p50(model_dir, texts[: args.direct_texts], args.threads)
+            "in_process_p50_ms": in_process_p50(model_dir, direct, args.threads, args.precision)
         }
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SERVERS}
         for level, concurrency in enumerate(args.concurrency):
@@ -387,6 +393,12 @@ def main() -> None:
         type=int,
         help="torch threads of every server and the in-process baseline (default: all cores)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="our servers' and the in-process baseline's precision (transformers' server runs fp32)",
+    )
     parser.add_argument("--name", default="bench_serve", help="results file: benchmarks/results/NAME.json")
     parser.add_argument(
         "--report", action="store_true", help="print the table of the last results file; run nothing"
@@ -413,6 +425,7 @@ def main() -> None:
         "command": "python benchmarks/bench_serve.py " + " ".join(sys.argv[1:]),
         "data": f"Rotten Tomatoes dev ({len(texts)} reviews), one text per request",
         "threads": args.threads or os.cpu_count(),
+        "precision": args.precision,
         "models": {},
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -603,6 +603,11 @@ def serve_section(record: Record) -> str:
                 for run in runs
             ]
         targets += [f"- {preset}: {line}" for line in serve_targets(model)]
+    precision = (
+        f"Our servers and the in-process baseline run in {record['precision']}. "
+        if "precision" in record
+        else ""
+    )
     return f"""\
 ## Serving over HTTP — `bench_serve.py`
 
@@ -611,8 +616,8 @@ transformers' `pipeline` behind the same FastAPI + uvicorn, one call per request
 process with {record["threads"]} torch threads, loaded over loopback by an async HTTP client with
 one connection per concurrent request; {record["data"]}. Models have random weights (speed does not
 depend on them). Server CPU per text is the CPU time the server process spent per answer, which
-other processes on a shared machine distort far less than wall-clock rates. The whole run took
-{record["seconds"] / 60:.0f} minutes.
+other processes on a shared machine distort far less than wall-clock rates. {precision}The whole
+run took {record["seconds"] / 60:.0f} minutes.
 
 {table(header, rows)}
 
