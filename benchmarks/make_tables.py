@@ -608,8 +608,9 @@ def serve_section(record: Record) -> str:
         if "precision" in record
         else ""
     )
+    title = "Serving over HTTP" if record.get("precision", "fp32") == "fp32" else "Serving over HTTP in bf16"
     return f"""\
-## Serving over HTTP — `bench_serve.py`
+## {title} — `bench_serve.py`
 
 `albert serve` with batching, the same server with `--max-batch-size 1` ("no batching") and
 transformers' `pipeline` behind the same FastAPI + uvicorn, one call per request, each in its own
@@ -719,6 +720,7 @@ SECTIONS: list[tuple[str, Callable[[Record], str]]] = [
     ("bench_precision", precision_section),
     ("bench_train_precision", train_precision_section),
     ("bench_serve", serve_section),
+    ("bench_serve_bf16", serve_section),
     ("tf_checkpoint_base", tf_checkpoint_section),
     ("tf_checkpoint_xxlarge", tf_checkpoint_section),
     ("gpu_pretrain_check", gpu_section),

@@ -137,7 +137,9 @@ def test_relations_are_zero_when_the_student_is_the_teacher(root: Path, corpus: 
     convert_bert(plain_teacher, exact, embedding_size=32, share="none", probe_texts=PROBE)
     lossy = root / "lossy-student"
     convert_bert(plain_teacher, lossy, embedding_size=8, share="all", probe_texts=PROBE)
-    options = {**FAST, "max_steps": 1}
+    # fp32: the identity is exact only there (under bf16 autocast the transformers teacher
+    # normalises in bf16 and the student in fp32, so the relations differ by rounding)
+    options = {**FAST, "max_steps": 1, "precision": "fp32"}
     distill(plain_teacher, exact, [corpus], root / "exact-run", **options)
     distill(plain_teacher, lossy, [root / "exact-run" / "data"], root / "lossy-run", **options)
     first = records(root / "exact-run")[0]
