@@ -604,7 +604,7 @@ def serve_section(record: Record) -> str:
             ]
         targets += [f"- {preset}: {line}" for line in serve_targets(model)]
     precision = (
-        f"Our servers and the in-process baseline run in {record['precision']}. "
+        f"Our servers and the in-process baseline run in {record['precision']}, transformers' server in fp32. "
         if "precision" in record
         else ""
     )
