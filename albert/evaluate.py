@@ -25,6 +25,7 @@ from typing import Any
 
 from albert.errors import AlbertError
 from albert.finetune import add_task_arguments, given_task_options
+from albert.hardware import PRECISIONS
 from albert.hub import weights_directory
 from albert.pipelines import load_model
 from albert.tasks import TASKS, get_task, task_for_architecture
@@ -137,7 +138,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=PRECISIONS,
         default="auto",
         help="fine-tuned torch models: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32",
     )

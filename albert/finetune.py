@@ -36,13 +36,13 @@ import math
 import os
 import re
 import shutil
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from albert.errors import AlbertError
+from albert.hardware import PRECISIONS, announce
 from albert.hub import resolve
 from albert.paths import check_output, save_guard
 from albert.tasks import TASKS, get_task
@@ -56,7 +56,6 @@ from albert.tasks.common import (
 )
 from albert.tokenization import AlbertTokenizer
 
-PRECISIONS = ("auto", "fp32", "bf16")  # albert.hardware.PRECISIONS (not imported: it needs torch)
 FINETUNE_ARGS = "finetune_args.json"
 METRICS_FILE = "metrics.jsonl"
 
@@ -430,7 +429,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     }
     best: dict[str, Any] = {"epoch": None, "score": -math.inf}
     step, stale, running = 0, 0, []
-    print(f"albert finetune: {precision.description}", file=sys.stderr, flush=True)
+    announce("finetune", precision.description)
     bar = progress_bar(int(total_steps), desc=f"finetune {config.task}")
     model.train()
     try:

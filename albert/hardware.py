@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import os
 import sys
-
-import torch
+from typing import TYPE_CHECKING
 
 from albert.errors import AlbertError
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used, so the CLIs that only name the choices (argparse, config
+# checks, the torch-free ONNX server) can import this list without it
 PRECISIONS = ("auto", "fp32", "bf16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 OVERRIDE = "ALBERT_NATIVE_BF16"
 
 
 def bf16_units() -> list[str]:
     """The CPU's native bf16 units as torch reports them: "AVX512-BF16", "AMX" (may be empty)."""
+    import torch
+
     units = []
     if torch.cpu._is_avx512_bf16_supported():
         units.append("AVX512-BF16")
@@ -73,11 +78,19 @@ def describe_choice(requested: str, chosen: str) -> str:
 
 def torch_dtype(precision: str | torch.dtype) -> torch.dtype:
     """The torch dtype for a precision name ("auto" resolved by `choose_precision`) or a dtype."""
+    import torch
+
     if isinstance(precision, torch.dtype):
         return precision
-    return DTYPES[choose_precision(precision)]
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[choose_precision(precision)]
+
+
+def announce(command: str, line: str) -> None:
+    """Print a command's precision line (`describe_choice`, or a training `Precision`'s
+    description) as the one stderr line that says which precision runs."""
+    print(f"albert {command}: {line}", file=sys.stderr, flush=True)
 
 
 def announce_precision(command: str, requested: str, chosen: str) -> None:
     """Report a CLI's precision choice as one stderr line (once its model has loaded)."""
-    print(f"albert {command}: {describe_choice(requested, chosen)}", file=sys.stderr)
+    announce(command, describe_choice(requested, chosen))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from albert.errors import AlbertError
+from albert.hardware import PRECISIONS
 from albert.paths import check_output, save_guard
 from albert.pipelines import PIPELINES, RUNTIMES, pipeline
 
@@ -116,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=list(RUNTIMES), default="torch")
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=PRECISIONS,
         default="auto",
         help="torch runtime: auto = bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32",
     )

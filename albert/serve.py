@@ -47,6 +47,7 @@ import numpy as np
 
 from albert import __version__
 from albert.errors import AlbertError
+from albert.hardware import PRECISIONS, choose_precision, describe_choice
 from albert.pipelines import HEAD_TASKS
 from albert.predict import to_json
 from albert.tasks.common import Feature, feature_length, run_batch
@@ -62,7 +63,6 @@ TASK_ENDPOINTS = {
 }
 ARCHITECTURE_TASKS = {head: task for head, task in HEAD_TASKS.items() if task in TASK_ENDPOINTS}
 ROUTES = (*TASK_ENDPOINTS.values(), "/tokenize", "/info", "/health", "/metrics", "/docs", "/openapi.json")
-PRECISIONS = ("auto", "fp32", "bf16")  # albert.hardware.PRECISIONS, here without importing torch
 log = logging.getLogger("albert.serve")
 
 
@@ -495,15 +495,11 @@ def bound_allocator_memory() -> None:
 def torch_precision(settings: ServeSettings) -> str:
     """The precision the torch model loads in: --precision with "auto" resolved from the CPU
     (`albert.hardware`); fp32 under --int8, which quantises the fp32 model's linear layers."""
-    from albert.hardware import choose_precision
-
     return "fp32" if settings.int8 else choose_precision(settings.precision)
 
 
 def describe_precision(settings: ServeSettings, requested: str) -> str:
     """One line for stderr: the precision that serves, and why."""
-    from albert.hardware import describe_choice
-
     if settings.int8:
         return "albert serve: precision int8 (--int8: int8 linear layers, the rest in fp32)"
     return f"albert serve: {describe_choice(requested, torch_precision(settings))}"

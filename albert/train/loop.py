@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from albert.checkpoint import build_model
 from albert.errors import AlbertError
+from albert.hardware import announce
 from albert.hub import resolve
 from albert.modeling import AlbertForPreTraining
 from albert.optim import build_optimizer, linear_warmup_decay
@@ -541,7 +541,7 @@ class Trainer:
         )
         self.board = TensorBoard(self.output / "tensorboard") if cfg.tensorboard and dist.is_main else None
         if dist.is_main:  # which precision runs, and why: one line on stderr
-            print(f"albert {self.objective.name}: {self.precision.description}", file=sys.stderr, flush=True)
+            announce(self.objective.name, self.precision.description)
         dist.say(self._description())
         bar = progress_bar(cfg.max_steps, initial=pos.step, desc=self.objective.name, enabled=dist.is_main)
         interval: dict[str, float] = {}
