@@ -642,5 +642,5 @@ def test_the_server_keeps_idle_threads_and_shape_caches_in_check(monkeypatch: py
     share_cores_politely()
     bound_allocator_memory()
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["TOKENIZERS_PARALLELISM"] == "false"
-    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "32"
     assert os.environ["LRU_CACHE_CAPACITY"] == "64"
