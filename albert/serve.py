@@ -80,6 +80,7 @@ class ServeSettings:
     max_batch_size: int = 64  # texts in one batch
     max_wait_ms: float = 0.0  # how long an idle model waits for company (0: run at once)
     max_padding: float = 0.2  # the share of a batch's tokens that may be padding
+    pad_to_multiple_of: int = 8  # texts are padded to a multiple of this many tokens (1: no rounding)
     max_queue: int = 1024  # requests accepted and not yet answered; more get 429
     max_input_length: int | None = None  # tokens; default: the model's (its fine-tuning length)
     max_client_batch_size: int = 64  # texts in one request; more get 413
@@ -93,6 +94,7 @@ class ServeSettings:
             "max_queue",
             "max_client_batch_size",
             "max_body_bytes",
+            "pad_to_multiple_of",
         ):
             if getattr(self, name) < 1:
                 raise AlbertError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
@@ -220,8 +222,20 @@ class Waiting:
 
     job: Job
     index: int  # position in its request
-    length: int  # tokens
+    length: int  # tokens it takes in a batch: its own, rounded up to its length bucket
     arrived: float
+
+
+def length_bucket(length: int, multiple: int, longest: int | None) -> int:
+    """`length` rounded up to a multiple of `multiple`, but not past `longest` (the max input
+    length: the model has no positions beyond it) unless `length` itself is longer.
+
+    Why round: PyTorch's oneDNN kernels are built, and cached, per input shape, and building one
+    costs about as much as running a small model on a short text. A server capped at a few cached
+    shapes (to keep its memory flat) that meets every length from 1 to 512 builds kernels on
+    almost every request; lengths rounded to a few buckets hit the cache every time."""
+    rounded = -(-length // multiple) * multiple
+    return max(length, min(rounded, longest)) if longest is not None else rounded
 
 
 class Batcher:
@@ -239,9 +253,10 @@ class Batcher:
         outputs: tuple[tuple[str, ...], tuple[str, ...]],  # (sequence outputs, wanted outputs)
         settings: ServeSettings,
         metrics: Metrics,
+        longest: int | None = None,  # the max input length (no bucket goes past it)
     ) -> None:
         self.runner, self.decode, self.pad_id, self.outputs = runner, decode, pad_id, outputs
-        self.settings, self.metrics = settings, metrics
+        self.settings, self.metrics, self.longest = settings, metrics, longest
         self.waiting: list[Waiting] = []  # in arrival order
         self.unanswered = 0  # accepted requests not yet answered
         self.arrival = asyncio.Event()
@@ -258,7 +273,11 @@ class Batcher:
         job = Job(items, features, options, asyncio.get_running_loop().create_future())
         job.results, job.remaining = [None] * len(items), len(items)
         now = time.monotonic()
-        self.waiting.extend(Waiting(job, i, feature_length(f), now) for i, f in enumerate(features))
+        multiple = self.settings.pad_to_multiple_of
+        self.waiting.extend(
+            Waiting(job, i, length_bucket(feature_length(f), multiple, self.longest), now)
+            for i, f in enumerate(features)
+        )
         self.unanswered += 1
         job.future.add_done_callback(self._answered)
         self.metrics.queue_depth.set(len(self.waiting))
@@ -279,7 +298,8 @@ class Batcher:
 
     def select(self) -> tuple[list[Waiting], bool]:
         """The next batch: the oldest text plus the waiting texts nearest to it in length, as many
-        as the limits allow; and whether a limit was reached (the batch cannot grow).
+        as the limits allow; and whether a limit was reached (the batch cannot grow). Lengths are
+        length buckets, so texts of one bucket always batch together (up to the size limits).
 
         On a CPU a batch saves work only if it is not mostly padding (a padded token costs as
         much as a real one), so a text that would make more than `max_padding` of the batch's
@@ -354,9 +374,10 @@ class Batcher:
     def compute(self, batch: list[Waiting]) -> list[Any]:
         """On the executor thread: one padded model call, then each request's decoding."""
         features = [w.job.features[w.index] for w in batch]
+        width = max(w.length for w in batch)  # the batch's longest bucket
         self.metrics.batch_size.observe(len(batch))
-        self.metrics.batch_tokens.observe(max(w.length for w in batch) * len(batch))
-        outputs = run_batch(self.runner, features, self.pad_id, *self.outputs)
+        self.metrics.batch_tokens.observe(width * len(batch))
+        outputs = run_batch(self.runner, features, self.pad_id, *self.outputs, pad_to=width)
         self.metrics.texts.inc(len(batch))
         return [
             self.decode([w.job.items[w.index]], [feature], [output], w.job.options)[0]
@@ -478,11 +499,16 @@ def bound_allocator_memory() -> None:
     (batch, length) shape on almost every batch. Measured on albert-tiny over 240 batches of random
     shapes (1-32 texts of 5-70 tokens) on one model thread: resident memory grew 316 -> 429 -> 489
     -> 544 -> 599 MB, with periodic `malloc_trim` exactly the same, and with the cache at 16
-    entries 316 -> 368 and flat from there. The oneDNN primitive cache is capped the same way; glibc
-    gets one malloc arena and returns freed memory above 64 KiB to the OS. Must run before torch
-    is imported; an environment variable the user set wins."""
+    entries 316 -> 368 and flat from there. oneDNN's own primitive cache (the built kernels, four
+    per sequence shape on ALBERT) grows the same way, to 729 MB over 400 random shapes at its
+    default 1,024 entries. It gets 32: with lengths rounded to buckets (`length_bucket`) that holds
+    every bucket a lone text can have up to 64 tokens, so one text at a time rarely rebuilds a
+    kernel (at 16 entries a lone text paid about 4 ms more CPU). Served at concurrency 32 after a
+    warm-up, albert-tiny's memory grew 5 % over the next 1,000 requests and was flat after them
+    with 32 entries, 11 % with 64. glibc gets one malloc arena and returns freed memory above
+    64 KiB to the OS. Must run before torch is imported; an environment variable the user set wins."""
     os.environ.setdefault("LRU_CACHE_CAPACITY", "16")
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
     if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
         try:
             libc = ctypes.CDLL("libc.so.6")
@@ -682,6 +708,7 @@ def create_app(model: str | Path | Any, settings: ServeSettings | None = None) -
             (pipe.sequence_outputs, pipe.model_outputs),
             settings,
             metrics,
+            pipe.options.max_seq_length,
         )
         runner = asyncio.create_task(batcher.run())
         state["batcher"] = batcher
@@ -812,7 +839,9 @@ def create_app(model: str | Path | Any, settings: ServeSettings | None = None) -
             "runtime": "onnx" if type(pipe.loaded.runner).__name__ == "OnnxModel" else "torch",
             "int8": settings.int8,
             "precision": model_precision(pipe, settings),
-            "batching": {k: v for k, v in asdict(settings).items() if k.startswith("max_")},
+            "batching": {
+                k: v for k, v in asdict(settings).items() if k.startswith("max_") or k == "pad_to_multiple_of"
+            },
             "version": __version__,
             "pid": os.getpid(),
             "torch_imported": "torch" in sys.modules,
@@ -898,6 +927,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=defaults.max_padding,
         help="share of a batch's tokens that may be padding (higher: bigger batches, more wasted work)",
+    )
+    parser.add_argument(
+        "--pad-to-multiple-of",
+        type=int,
+        default=defaults.pad_to_multiple_of,
+        help="pad each text to a multiple of this many tokens, so a few cached kernel shapes serve "
+        "every length (1: pad only to the batch's longest)",
     )
     parser.add_argument(
         "--max-queue", type=int, default=defaults.max_queue, help="requests waiting; more get 429"

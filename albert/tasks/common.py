@@ -279,13 +279,14 @@ def _pad_rows(rows: list[list[Any]], width: int, value: Any, dtype: Any) -> np.n
     return out
 
 
-def pad_batch(features: list[Feature], pad_id: int) -> dict[str, np.ndarray]:
-    """Model inputs (and labels, if present) of a batch, padded to its longest member.
+def pad_batch(features: list[Feature], pad_id: int, pad_to: int = 0) -> dict[str, np.ndarray]:
+    """Model inputs (and labels, if present) of a batch, padded to its longest member (or to
+    `pad_to` tokens, if that is longer).
 
     Multiple-choice features hold one row per choice and give (batch, choices, length) arrays."""
     first = features[0]
     nested = bool(first["input_ids"]) and isinstance(first["input_ids"][0], list)
-    width = max(feature_length(f) for f in features)
+    width = max(pad_to, *(feature_length(f) for f in features))
     flat = (lambda f, key: f[key]) if nested else (lambda f, key: [f[key]])
     ids = [row for f in features for row in flat(f, "input_ids")]
     types = [row for f in features for row in flat(f, "token_type_ids")]
@@ -318,12 +319,14 @@ def run_batch(
     pad_id: int,
     sequence_outputs: tuple[str, ...] = (),
     wanted: tuple[str, ...] | None = None,
+    pad_to: int = 0,
 ) -> list[dict[str, np.ndarray]]:
     """The outputs for each feature of ONE padded batch (however its members were grouped).
 
     Outputs named in `sequence_outputs` have one row per token and are cut back to the
-    feature's own length; `wanted` keeps only those outputs (e.g. `logits`)."""
-    batch = pad_batch(features, pad_id)
+    feature's own length; `wanted` keeps only those outputs (e.g. `logits`); `pad_to` pads the
+    batch to at least that many tokens."""
+    batch = pad_batch(features, pad_id, pad_to)
     outputs = runner(**{k: batch[k] for k in MODEL_INPUTS})
     if wanted is not None:
         outputs = {k: v for k, v in outputs.items() if k in wanted}
