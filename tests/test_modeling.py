@@ -229,9 +229,8 @@ def test_sparse_mlm_loss_under_bf16_matches_autocast_cross_entropy_even_for_conf
     torch.testing.assert_close(fused_grads[2][7], (p_target - 1) / 2, rtol=1e-2, atol=0)
 
 
-def test_attention_probabilities_in_bf16_equal_an_upcast_softmax() -> None:
-    """bf16 scores are normalised in fp32 inside torch's softmax: bit for bit what upcasting,
-    normalising in fp32 and rounding back gives, masked keys included."""
+def test_attention_probabilities_in_bf16_come_from_an_fp32_softmax() -> None:
+    """bf16 attention probabilities are normalised in fp32 and rounded once, masked keys at 0."""
     torch.manual_seed(0)
     q, k = (torch.randn(2, 3, 9, 26).bfloat16() * 3 for _ in range(2))
     mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
