@@ -188,6 +188,11 @@ def test_int8_onnx_is_close_to_fp32_and_keeps_weights_shared(tmp_path: Path, tok
     weights = [n.input[1] for n in graph.node if n.op_type == "MatMulInteger"]
     # 6 layers share 4 int8 weights; plus the embedding projection and the pooler
     assert len(weights) == 6 * 4 + 2 and len(set(weights)) == 4 + 2
+    # onnxruntime's fused kernels: add + LayerNorm in each block's two halves and the embeddings; the GELU
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("SkipLayerNormalization") == 6 * 2 + 1 and ops.count("FastGelu") == 6
+    # the attention products stay fp32 MatMuls, the softmax fp32
+    assert "Softmax" in ops and "MatMul" in ops
 
 
 def test_int8_mlm_decoder_is_quantised_once(tmp_path: Path) -> None:

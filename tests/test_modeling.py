@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers
 
 import albert
@@ -183,6 +185,62 @@ def test_sparse_prediction_under_bf16_autocast_tracks_fp32() -> None:
         if not name.endswith("key.bias"):  # softmax ignores the key bias: its gradient is rounding noise
             cosine = torch.nn.functional.cosine_similarity(bf16[name].flatten(), grad.flatten(), dim=0)
             assert cosine > 0.98, (name, cosine)
+
+
+def _fused_and_chain_mlm_under_bf16(
+    features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor
+) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """(summed loss, gradients of features, weight, bias) from the fused node and from autocast's chain."""
+    results = []
+    for fused in (True, False):
+        leaves = [t.detach().clone().requires_grad_() for t in (features, weight, bias)]
+        with torch.autocast("cpu", torch.bfloat16):
+            if fused:
+                _, total = albert.modeling.SparseMaskedLMLoss.apply(*leaves, labels)
+            else:
+                total = F.cross_entropy(F.linear(*leaves), labels, reduction="sum")
+        (total * 0.5).backward()
+        results.append((total.detach(), [t.grad for t in leaves]))
+    return results
+
+
+def test_sparse_mlm_loss_under_bf16_matches_autocast_cross_entropy_even_for_confident_targets() -> None:
+    """The fused node under bf16 autocast against autocast's own chain (bf16 product, fp32
+    cross-entropy): the same loss and gradients within bf16 rounding, also for a target the
+    model is nearly sure of, whose logit gradient p - 1 is small and must not be lost to bf16
+    rounding of p (p ~ 0.9995 rounds to 0.99609 or 1 in bf16)."""
+    torch.manual_seed(0)
+    width, vocab = 16, 500
+    weight = torch.randn(vocab, width) * 0.3
+    features, labels = torch.randn(6, width), torch.randint(0, vocab, (6,))
+    direction = torch.nn.functional.normalize(torch.randn(width), dim=0)
+    weight[7] = 3 * direction  # one position whose target logit stands ~8 above the rest
+    confident = (5 * direction[None], torch.tensor([7]))
+    for feats, targets in ((features, labels), confident):
+        bias = torch.randn(vocab) * 0.1
+        (fused_total, fused_grads), (chain_total, chain_grads) = _fused_and_chain_mlm_under_bf16(
+            feats, weight, bias, targets
+        )
+        torch.testing.assert_close(fused_total, chain_total, rtol=1e-6, atol=1e-6)
+        for fused_grad, chain_grad in zip(fused_grads, chain_grads, strict=True):
+            torch.testing.assert_close(fused_grad, chain_grad, rtol=2e-2, atol=2e-3 * chain_grad.abs().max())
+    p_target = F.linear(*confident[:1], weight, bias).softmax(-1)[0, 7]
+    assert 0.999 < p_target < 0.99995, p_target
+    torch.testing.assert_close(fused_grads[2][7], (p_target - 1) / 2, rtol=1e-2, atol=0)
+
+
+def test_attention_probabilities_in_bf16_come_from_an_fp32_softmax() -> None:
+    """bf16 attention probabilities are normalised in fp32 and rounded once, masked keys at 0."""
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, 3, 9, 26).bfloat16() * 3 for _ in range(2))
+    mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 6:] = False
+    probs = albert.modeling.attention_probabilities(q, k, mask)
+    scores = (q * (1 / math.sqrt(26))) @ k.transpose(-1, -2)
+    reference = scores.masked_fill(~mask, torch.finfo(torch.bfloat16).min).float().softmax(-1)
+    assert probs.dtype == torch.bfloat16
+    assert torch.equal(probs, reference.to(torch.bfloat16))
+    assert probs[1, ..., 6:].float().abs().max() == 0
 
 
 @pytest.mark.parametrize("share", ["all", "attention", "ffn", "none"])
