@@ -501,6 +501,10 @@ def test_cli_errors_are_one_line_with_exit_status_2(
         (["--model", str(tmp_path / "missing")], "no model at"),
         (["--model", str(classifier_dir), "--port", port], f"cannot listen on 127.0.0.1:{port}"),
         (["--model", str(classifier_dir), "--max-batch-size", "0"], "--max-batch-size must be at least 1"),
+        (
+            ["--model", str(classifier_dir), "--pad-to-multiple-of", "0"],
+            "--pad-to-multiple-of must be at least 1",
+        ),
         (["--model", str(classifier_dir), "--max-wait-ms", "nan"], "--max-wait-ms must be a number >= 0"),
         (["--model", str(classifier_dir), "--port", "70000"], "--port must be between 0 and 65535"),
         (["--model", str(classifier_dir), "--runtime", "onnx", "--int8"], "--int8 quantises a PyTorch model"),
