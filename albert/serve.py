@@ -66,6 +66,20 @@ ROUTES = (*TASK_ENDPOINTS.values(), "/tokenize", "/info", "/health", "/metrics",
 log = logging.getLogger("albert.serve")
 
 
+# the settings `/info` reports under "batching" (ServeSettings fields, in their order)
+BATCHING_FIELDS = (
+    "max_batch_tokens",
+    "max_batch_size",
+    "max_wait_ms",
+    "max_padding",
+    "pad_to_multiple_of",
+    "max_queue",
+    "max_input_length",
+    "max_client_batch_size",
+    "max_body_bytes",
+)
+
+
 @dataclass
 class ServeSettings:
     """What to load and how to batch; `albert serve`'s options, one field each."""
@@ -839,9 +853,7 @@ def create_app(model: str | Path | Any, settings: ServeSettings | None = None) -
             "runtime": "onnx" if type(pipe.loaded.runner).__name__ == "OnnxModel" else "torch",
             "int8": settings.int8,
             "precision": model_precision(pipe, settings),
-            "batching": {
-                k: v for k, v in asdict(settings).items() if k.startswith("max_") or k == "pad_to_multiple_of"
-            },
+            "batching": {name: getattr(settings, name) for name in BATCHING_FIELDS},
             "version": __version__,
             "pid": os.getpid(),
             "torch_imported": "torch" in sys.modules,
