@@ -1,4 +1,4 @@
-"""TF-IDF + logistic regression on the shared sentiment sets: the yardstick docs/results.md compares
+"""TF-IDF + logistic regression on the shared sentiment sets: the yardstick docs/results.md and docs/word_order.md compare
 fine-tuned ALBERTs against, measured here rather than quoted.
 
 English: word unigrams (lower-cased); Chinese: character 1-3-grams (no word segmenter needed).

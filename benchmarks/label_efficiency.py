@@ -5,7 +5,7 @@ NER), label budgets 100, 300, 1,000, 3,000 and the full training split, and thre
 per budget, every start is trained on the same labelled rows and scored on the dev split:
 
 - `random`: `albert-tiny` from random initialisation with the task language's 8,000-piece tokenizer;
-- `pretrained`: the `albert-tiny` pretrained with the recorded recipe (docs/results.md);
+- `pretrained`: the `albert-tiny` pretrained with the recorded recipe (docs/pretraining.md);
 - `distilled`: the distilled English ALBERT (docs/distillation.md; English tasks only);
 - `tfidf`: TF-IDF + logistic regression (`baseline_tfidf.py`'s model; classification tasks only);
 - `majority`: the majority class, or for NER each word's most frequent training tag ("O" if unseen).
@@ -25,7 +25,7 @@ redone, so the benchmark can be built up in parts across sessions:
     .venv/bin/pip install -e '.[bench,plot]'
     python benchmarks/label_efficiency.py --tune --task rotten_tomatoes --start random
     python benchmarks/label_efficiency.py --task rotten_tomatoes --start random tfidf --budget 100 300
-    python benchmarks/label_efficiency.py --report     # table into docs/label_efficiency.md, plots into docs/img/
+    python benchmarks/label_efficiency.py --report     # table into docs/results.md, plots into docs/img/
 
 Missing tokenizers or checkpoints stop the run with the commands that build them; `--pretrain`
 runs those commands (tokenizer training, pretraining data, pretraining, distillation: hours of CPU).
@@ -71,7 +71,7 @@ DATA = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "runs"
 RESULTS = HERE / "results" / "label_efficiency" / "points.json"  # its own folder: the tables of docs/benchmarks.md are built from results/*.json, these from --report
 RECIPES = HERE / "label_efficiency_recipes.json"
-DOC = ROOT / "docs" / "label_efficiency.md"
+DOC = ROOT / "docs" / "results.md"
 IMG = ROOT / "docs" / "img"
 
 
@@ -176,7 +176,7 @@ def tokenizer_commands(runs: Path, data: Path, language: str) -> list[list[str]]
 
 
 def pretraining_commands(runs: Path, data: Path, language: str) -> list[list[str]]:
-    """The recorded recipe of docs/results.md ("Exact commands", steps 1-3)."""
+    """The recorded recipe of docs/pretraining.md ("The recorded run") and docs/word_order.md ("Commands")."""
     tokenizer, shards = tokenizer_dir(runs, language), runs / f"data-{language}-128"
     commands = [] if tokenizer.is_dir() else tokenizer_commands(runs, data, language)
     return commands + [
