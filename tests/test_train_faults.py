@@ -121,6 +121,7 @@ def test_resume_says_which_flags_differ_and_what_the_run_keeps(corpus, tmp_path,
     assert run(corpus, tmp_path / "resumed", **FAST)["step"] == 4
     monkeypatch.undo()
     shutil.copytree(tmp_path / "resumed", tmp_path / "slower")
+    shutil.copytree(tmp_path / "resumed", tmp_path / "longer")
     capsys.readouterr()
 
     settings = dict(
@@ -144,3 +145,15 @@ def test_resume_says_which_flags_differ_and_what_the_run_keeps(corpus, tmp_path,
     assert [r["learning_rate"] for r in slower[:4]] == [r["learning_rate"] for r in expected[:4]]
     for a, b in zip(expected[4:], slower[4:], strict=True):
         assert b["learning_rate"] == pytest.approx(a["learning_rate"] / 2, rel=1e-9)
+
+    # a longer run: the decay that was to end at step 6 is re-spread to end at step 10 (the rate
+    # logged at step s is the one its update used, set after step s - 1)
+    assert run(corpus, tmp_path / "longer", **{**FAST, "max_steps": 10}, resume=True)["step"] == 10
+    printed = capsys.readouterr().out
+    assert "--max-steps 10 replaces the run's 6 from step 4 on" in printed, printed
+    longer = training_records(tmp_path / "longer")
+    assert [r["learning_rate"] for r in longer[:4]] == [r["learning_rate"] for r in expected[:4]]
+    peak, warmup = 2e-3, 3  # test_pretrain.run's
+    assert [r["learning_rate"] for r in longer[4:]] == pytest.approx(
+        [peak * (10 - step) / (10 - warmup) for step in range(4, 10)], rel=1e-9
+    )

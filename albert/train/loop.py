@@ -158,7 +158,9 @@ class DataPosition:
 
 # what `--resume` does when this command's flags differ from the run's (see `Trainer._reconcile`)
 RESUME_KEEPS = ("model", "seed")  # the checkpoint's weights; the seed that fixes the data order
-RESUME_CHANGES = ("learning_rate",)  # the new peak rate applies from the resumed step on
+# a new peak rate, or a new last step (the rest of the linear decay is re-spread to reach 0 there),
+# applies from the resumed step on: how a finished run is continued for longer
+RESUME_CHANGES = ("learning_rate", "max_steps")
 
 
 class Trainer:
@@ -226,7 +228,7 @@ class Trainer:
     def _reconcile(self, cfg: TrainConfig, found: CheckpointInfo) -> TrainConfig:
         """This command's config for continuing the run in `found`, saying every flag that differs:
         --model and --seed keep the run's values (its weights are the checkpoint's, and its data
-        order follows its seed), a new --learning-rate applies from the resumed step on."""
+        order follows its seed), a new --learning-rate or --max-steps applies from the resumed step on."""
         run = _read_state(found.path).get("config") or {}
         kept: dict[str, Any] = {}
         for name in (*RESUME_KEEPS, *RESUME_CHANGES):
@@ -393,6 +395,7 @@ class Trainer:
             self.optimizer.load_state_dict(training["optimizer"])
         self.scheduler.load_state_dict(training["scheduler"])
         self._rescale_learning_rate((state.get("config") or {}).get("learning_rate"))
+        self._rate_from_this_schedule()
         if self.scaler is not None and training.get("scaler"):
             self.scaler.load_state_dict(training["scaler"])
         ranks = rng["ranks"]
@@ -413,8 +416,16 @@ class Trainer:
         ratio = self.cfg.learning_rate / run_rate
         self.scheduler.base_lrs = [rate * ratio for rate in self.scheduler.base_lrs]
         for group in self.optimizer.param_groups:
-            group["lr"] *= ratio
             group["initial_lr"] = group.get("initial_lr", run_rate) * ratio
+
+    def _rate_from_this_schedule(self) -> None:
+        """The restored optimiser holds the rate the run's own schedule set for the next step; set
+        it from this command's schedule instead, so a new --max-steps (or --learning-rate) applies
+        from the very first resumed step. With the run's flags it is the same number."""
+        step = self.scheduler.last_epoch
+        pairs = zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True)
+        for group, base, factor in pairs:
+            group["lr"] = base * factor(step)
 
     # -- one step -------------------------------------------------------------------------
     def train_step(self, micro: list[dict[str, Tensor]], stop: StopSignal | None = None) -> dict[str, float]:
