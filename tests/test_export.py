@@ -387,4 +387,6 @@ def test_attention_fusion_alone_keeps_fp32_outputs(share: str, tmp_path: Path) -
         "token_type_ids": np.array([[0, 0, 0, 0, 0, 1, 1, 1], [0] * 8]),
     }
     fused, expected = _run(tmp_path / "fused.onnx", batch), torch_outputs(model, batch)
-    np.testing.assert_allclose(fused["last_hidden_state"], expected["last_hidden_state"], atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(
+        fused["last_hidden_state"], expected["last_hidden_state"], atol=2e-5, rtol=1e-4
+    )
