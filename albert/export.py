@@ -332,6 +332,7 @@ def fuse_attention(model: Any, num_heads: int) -> int:
     graph.node.extend(nodes)
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    unused_initializers_removed(model)  # the replaced ops' constants
     return sum(node is not None for node in replaced.values())
 
 
