@@ -332,8 +332,20 @@ def fuse_attention(model: Any, num_heads: int) -> int:
     graph.node.extend(nodes)
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    unused_initializers_removed(model)  # the replaced ops' constants
+    _dead_nodes_removed(graph)  # shape computations only the replaced ops read
+    unused_initializers_removed(model)  # and their constants
     return sum(node is not None for node in replaced.values())
+
+
+def _dead_nodes_removed(graph: Any) -> None:
+    """Drop every node none of whose outputs is read (by a node or as a graph output)."""
+    while True:
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        live = [node for node in graph.node if any(o in read for o in node.output)]
+        if len(live) == len(graph.node):
+            return
+        del graph.node[:]
+        graph.node.extend(live)
 
 
 def _attention_core(

@@ -380,6 +380,9 @@ def test_attention_fusion_alone_keeps_fp32_outputs(share: str, tmp_path: Path) -
     assert ops.count("Attention") == 3 and not {"Softmax", "Where"} & set(ops)
     weights = {n.input[1] for n in proto.graph.node if n.op_type == "Attention"}
     assert len(weights) == (1 if share == "all" else 3)
+    read = {name for n in proto.graph.node for name in n.input} | {o.name for o in proto.graph.output}
+    assert all(i.name in read for i in proto.graph.initializer)  # nothing left of the replaced ops
+    assert all(any(o in read for o in n.output) for n in proto.graph.node)
     onnx.save(proto, str(tmp_path / "fused.onnx"))
     batch = {
         "input_ids": np.array([[2, 50, 60, 70, 3, 80, 90, 3], [2, 40, 3, 0, 0, 0, 0, 0]]),
