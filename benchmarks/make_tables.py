@@ -300,7 +300,7 @@ def profile_rows(record: Record) -> list[list[str]]:
 
 def pretrain_timing(record: Record) -> str:
     """How the steps were timed: interleaved across live workers, or worker after worker."""
-    steps = f"{record['steps']} timed steps after {record['warmup']} warm-up"
+    steps = f"{record['steps']} timed steps after\n{record['warmup']} warm-up"
     if record.get("interleaved"):
         return (
             f"{steps}, median step per worker; the variants' workers run side by side with their\n"
