@@ -30,6 +30,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -250,8 +251,8 @@ def unused_initializers_removed(model: Any) -> int:
 def quantize_onnx(source: Path, target: Path, per_channel: bool = True) -> None:
     """Dynamic int8 quantisation: weights int8 ahead of time (per output channel), activations
     quantised per batch at run time. Quantised: MatMul/Gemm with a constant weight (all the
-    linear layers) and embedding lookups; the activation x activation products of attention
-    (`MatMulConstBOnly`) stay fp32."""
+    linear layers), embedding lookups, and each fused `Attention` node, which becomes `QAttention`
+    (its Q|K|V product int8); the activation x activation products of attention stay fp32."""
     quantization = require("onnxruntime.quantization")
     logging.disable(logging.WARNING)  # the quantiser logs per-tensor notes on the root logger
     try:
@@ -260,12 +261,136 @@ def quantize_onnx(source: Path, target: Path, per_channel: bool = True) -> None:
             str(target),
             weight_type=quantization.QuantType.QInt8,
             per_channel=per_channel,
-            op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+            op_types_to_quantize=["MatMul", "Gemm", "Gather", "Attention"],
             # fused onnxruntime ops (`fuse_for_onnxruntime`) carry no type information of their own
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": require("onnx").TensorProto.FLOAT},
         )
     finally:
         logging.disable(logging.NOTSET)
+
+
+ATTENTION_SCOPE = re.compile(r"^(.*/attention(?:_\d+)?)/[^/]+$")  # one attention application's ops
+MASK_INDEX = "attention_mask_index"
+
+
+def fuse_attention(model: Any, num_heads: int) -> int:
+    """Replace each attention application's subgraph in a traced `model` (an onnx.ModelProto,
+    edited in place) by one onnxruntime `Attention` node; return how many were replaced.
+
+    onnxruntime's own attention fusion looks for transformers' three Q/K/V products and does not
+    match our graph, which projects Q|K|V in one product ([Q | K | V] columns, exactly the weight
+    layout `Attention` takes) and exports SDPA's decomposition. The subgraph of one application is
+    every op in its module scope the context (the input of the output projection) depends on: the
+    Q|K|V product and bias, the head split, the scaled products, the padding mask and softmax.
+    The shared Q|K|V weight stays one initializer used by every node. Quantisation then turns each
+    node into `QAttention` (int8 Q|K|V product, attention itself in fp32)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    producer = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    scopes: dict[str, set[int]] = {}
+    for node in graph.node:
+        match = ATTENTION_SCOPE.match(node.name)
+        if match:
+            scopes.setdefault(match.group(1), set()).add(id(node))
+    replaced: dict[int, Any] = {}  # id of a replaced node -> the Attention node (or None)
+    mask = None
+    for scope, members in scopes.items():
+        core = _attention_core(graph, scope, members, initializers, producer, consumers)
+        if core is None:
+            continue
+        nodes, x, weight, bias, context, core_mask = core
+        mask = mask or core_mask
+        fused = helper.make_node(
+            "Attention", [x, weight, bias, MASK_INDEX], [context],
+            name=f"{scope}/Attention", domain="com.microsoft", num_heads=num_heads,
+        )  # fmt: skip
+        first = next(node for node in graph.node if id(node) in nodes)
+        replaced.update(dict.fromkeys(nodes) | {id(first): fused})
+    if not replaced:
+        return 0
+    # the boolean (batch, 1, 1, seq) padding mask every application reads -> (batch, seq) int32
+    graph.initializer.append(numpy_helper.from_array(np.array([1, 2], dtype=np.int64), f"{MASK_INDEX}_axes"))
+    prepare = [
+        helper.make_node("Squeeze", [mask, f"{MASK_INDEX}_axes"], [f"{MASK_INDEX}_bool"], name=f"{MASK_INDEX}/Squeeze"),
+        helper.make_node("Cast", [f"{MASK_INDEX}_bool"], [MASK_INDEX], name=f"{MASK_INDEX}/Cast", to=TensorProto.INT32),
+    ]  # fmt: skip
+    nodes = []
+    for node in graph.node:
+        if id(node) not in replaced:
+            nodes.append(node)
+        elif replaced[id(node)] is not None:
+            nodes.append(replaced[id(node)])
+        if mask in node.output:
+            nodes.extend(prepare)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    _dead_nodes_removed(graph)  # shape computations only the replaced ops read
+    unused_initializers_removed(model)  # and their constants
+    return sum(node is not None for node in replaced.values())
+
+
+def _dead_nodes_removed(graph: Any) -> None:
+    """Drop every node none of whose outputs is read (by a node or as a graph output)."""
+    while True:
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        live = [node for node in graph.node if any(o in read for o in node.output)]
+        if len(live) == len(graph.node):
+            return
+        del graph.node[:]
+        graph.node.extend(live)
+
+
+def _attention_core(
+    graph: Any, scope: str, members: set[int], initializers: dict, producer: dict, consumers: dict
+) -> tuple[set[int], str, str, str, str, str] | None:
+    """(node ids, input, Q|K|V weight, bias, context, boolean mask) of one attention application,
+    or None where the scope's ops do not have that shape (then it stays as traced)."""
+
+    def square_weight(node: Any) -> bool:
+        dims = list(initializers[node.input[1]].dims) if node.input[1] in initializers else []
+        return len(dims) == 2 and dims[0] == dims[1]
+
+    projections = [
+        node for node in graph.node
+        if node.op_type == "MatMul" and id(producer.get(node.input[0])) in members and square_weight(node)
+    ]  # fmt: skip
+    if len(projections) != 1:
+        return None
+    context = projections[0].input[0]
+    core: dict[int, Any] = {}
+    todo = [producer[context]]
+    while todo:  # everything in the scope the context depends on
+        node = todo.pop()
+        if id(node) in core or id(node) not in members:
+            continue
+        core[id(node)] = node
+        todo.extend(producer[name] for name in node.input if name in producer)
+    nodes = list(core.values())
+    leaving = {o for n in nodes for o in n.output if any(id(c) not in core for c in consumers.get(o, []))}
+    products = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in initializers]
+    biases = [name for n in nodes if n.op_type == "Add" for name in n.input if name in initializers]
+    masks = {
+        name for n in nodes if n.op_type == "Where" for name in n.input if id(producer.get(name)) not in core
+    }
+    masks -= set(initializers)
+    outputs = {o.name for o in graph.output}
+    if (
+        leaving != {context}
+        or context in outputs
+        or len(products) != 1
+        or len(biases) != 1
+        or len(masks) != 1
+    ):
+        return None
+    return set(core), products[0].input[0], products[0].input[1], biases[0], context, masks.pop()
 
 
 def fuse_for_onnxruntime(source: Path, target: Path, config: AlbertConfig) -> None:
@@ -275,8 +400,8 @@ def fuse_for_onnxruntime(source: Path, target: Path, config: AlbertConfig) -> No
     between them are a large share of the time, and the fused kernels make one pass where the
     plain graph makes several (albert-base-v2 at 8 x 128: 1.3x the unfused int8 graph's speed,
     the same min cosine to fp32). The fused ops are onnxruntime's own (domain com.microsoft), so
-    the int8 file is for onnxruntime, which `albert serve --runtime onnx` uses; the attention
-    products stay the plain fp32 MatMul/Softmax nodes."""
+    the int8 file is for onnxruntime, which `albert serve --runtime onnx` uses. The attention
+    is fused before this (`fuse_attention`)."""
     optimizer = require("onnxruntime.transformers.optimizer")
     fused = optimizer.optimize_model(
         str(source),
@@ -304,6 +429,7 @@ def export_onnx(model: AlbertPreTrainedModel, output: str | os.PathLike, int8: b
         counts = share_initializers(proto, tie_transposes=not int8)
         logger.debug("weight sharing in %s: %s", output.name, counts)
         if int8:
+            fuse_attention(proto, model.config.num_attention_heads)
             onnx.save(proto, str(traced))
             fuse_for_onnxruntime(traced, traced.with_name("fused.onnx"), model.config)
             quantize_onnx(traced.with_name("fused.onnx"), traced.with_name("int8.onnx"))

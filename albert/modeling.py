@@ -243,20 +243,103 @@ class AlbertAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         batch, seq_len, hidden = x.shape
         h = layer_norm(self.LayerNorm, x) if self.pre_norm else x  # pre-LN normalises the block's input
-        projected = self.qkv_output(self.project_qkv(h, qkv))
-        q, k, v = projected.view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout = self.attention_dropout if self.training else 0.0
         probs = None
-        # SDPA does not expose the probabilities, and its bf16 CPU backward is slow: explicit then
-        if output_attentions or explicit_attention_is_faster(q):
-            probs = attention_probabilities(q, k, mask)
-            context = F.dropout(probs, dropout, self.training) @ v
+        if not output_attentions and ProjectedAttention.applies(self, h, dropout):
+            weight, bias = qkv if qkv is not None else self.fused_qkv()
+            context = ProjectedAttention.apply(h, weight, bias, mask, self.num_heads)
         else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        context = context.transpose(1, 2).reshape(batch, seq_len, hidden)
+            projected = self.qkv_output(self.project_qkv(h, qkv))
+            q, k, v = projected.view(batch, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+            # SDPA does not expose the probabilities, and its bf16 CPU backward is slow: explicit then
+            if output_attentions or explicit_attention_is_faster(q):
+                probs = attention_probabilities(q, k, mask)
+                context = F.dropout(probs, dropout, self.training) @ v
+            else:
+                context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            context = context.transpose(1, 2).reshape(batch, seq_len, hidden)
         if self.pre_norm:
             return x + self.output_dropout(linear(self.dense, context)), probs
         return layer_norm(self.LayerNorm, x + self.output_dropout(linear(self.dense, context))), probs
+
+
+class ProjectedAttention(torch.autograd.Function):
+    """`scaled_dot_product_attention` of Q|K|V = x W^T + b (the fused projection), for fp32
+    training on CPU, as one autograd node that returns the (batch, seq, hidden) context.
+
+    Through autograd's chain (linear -> view/permute into Q, K, V -> SDPA) the attention
+    kernel's three gradients come back as separate tensors and are stacked and reordered into
+    the projection's (batch, seq, 3 * hidden) gradient: two copies of it per layer application.
+    Here each of the three feeds the weight, bias and input gradients directly: three products
+    a third as wide instead of one, the same FLOPs, no copy. Forward and backward run the same
+    fused CPU attention kernel SDPA picks for fp32 (`_scaled_dot_product_flash_attention_for_cpu`),
+    with a padding mask turned into the additive 0 / -inf mask SDPA makes of a boolean one.
+    """
+
+    @staticmethod
+    def applies(attention: AlbertAttention, x: Tensor, dropout: float) -> bool:
+        """fp32 training on CPU (autograd on, no autocast, tracing or compiling), no attention
+        dropout (the fused kernel has none), plain `nn.Linear` projections, and nothing
+        listening on `qkv_output` (the projections never exist as one tensor here)."""
+        return (
+            ENABLED_PROJECTED_ATTENTION
+            and torch.is_grad_enabled()
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and dropout == 0.0
+            and not torch.is_autocast_enabled("cpu")
+            and all(type(attention.get_submodule(n)) is nn.Linear for n in ("query", "key", "value"))
+            and not attention.qkv_output._forward_hooks
+            and not attention.qkv_output._forward_pre_hooks
+            and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling()
+        )
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, mask: Tensor | None, num_heads: int
+    ) -> Tensor:
+        batch, seq_len, hidden = x.shape
+        projected = F.linear(x, weight, bias)
+        q, k, v = projected.view(batch, seq_len, 3, num_heads, -1).permute(2, 0, 3, 1, 4)
+        if mask is not None:  # what SDPA does with a boolean mask
+            mask = torch.where(mask, 0.0, float("-inf")).to(x.dtype)
+        out, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask)
+        ctx.save_for_backward(x, weight, projected, out, logsumexp, mask)
+        ctx.num_heads = num_heads
+        # `out` is laid out (batch, seq, heads, head size): this reshape is a view
+        return out.transpose(1, 2).reshape(batch, seq_len, hidden)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight, projected, out, logsumexp, mask = ctx.saved_tensors
+        need_x, need_weight, need_bias, _, _ = ctx.needs_input_grad
+        batch, seq_len, hidden = x.shape
+        q, k, v = projected.view(batch, seq_len, 3, ctx.num_heads, -1).permute(2, 0, 3, 1, 4)
+        grad_out = grad.reshape(batch, seq_len, ctx.num_heads, -1).transpose(1, 2)
+        grads = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            grad_out, q, k, v, out, logsumexp, 0.0, False, attn_mask=mask
+        )
+        # each gradient is laid out (batch, seq, heads, head size): (tokens, hidden) is a view
+        flat = [g.transpose(1, 2).reshape(-1, hidden) for g in grads]
+        parts = [slice(i * hidden, (i + 1) * hidden) for i in range(3)]
+        grad_x = grad_weight = grad_bias = None
+        if need_x:
+            grad_x = flat[0] @ weight[parts[0]]
+            for g, part in zip(flat[1:], parts[1:], strict=True):
+                grad_x.addmm_(g, weight[part])
+            grad_x = grad_x.view(batch, seq_len, hidden)
+        if need_weight:
+            grad_weight = weight.new_empty(weight.shape)
+            flat_x = x.reshape(-1, hidden)
+            for g, part in zip(flat, parts, strict=True):
+                torch.mm(g.T, flat_x, out=grad_weight[part])
+        if need_bias:
+            grad_bias = torch.cat([g.sum(0) for g in flat])
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+ENABLED_PROJECTED_ATTENTION = hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward")
 
 
 def attention_probabilities(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:

@@ -16,8 +16,9 @@ After the timed steps each worker profiles one more step (`step_profile.py`): th
 region — embeddings, attention, FFN, MLM head, SOP head, loss, optimizer — and its backward part.
 
 Every (implementation, configuration) runs in its own subprocess so peak RSS
-(`ru_maxrss`) does not mix; implementations alternate over `--rounds` so machine load hits
-both alike. Memory is reported two ways, both always: the peak RSS of the whole process, which
+(`ru_maxrss`) does not mix. Within a round the workers are alive together and their timed
+steps interleave, one step of each in turn, so a change in machine load hits every variant
+alike; `--rounds` repeats that with fresh workers. Memory is reported two ways, both always: the peak RSS of the whole process, which
 on transformers' side includes importing transformers (hundreds of MB) and on ours does not,
 and the growth of RSS over the process' footprint just before the model is built (imports
 excluded on both sides: the memory training itself takes).
@@ -36,7 +37,9 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import step_profile
@@ -88,7 +91,9 @@ def build(impl: str, config: Any) -> tuple[Any, dict]:
 
 
 def worker(variant: str, preset: str, batch: int, seq: int, args: argparse.Namespace) -> None:
-    """One variant, one configuration: time `steps` training steps, profile one, print a JSON result."""
+    """One variant, one configuration, driven by the parent over stdin: build and warm up, say
+    READY; then time one training step per `step` line (answering STEPPED), and on `finish`
+    profile one more step and print the JSON result."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -116,12 +121,16 @@ def worker(variant: str, preset: str, batch: int, seq: int, args: argparse.Names
 
     for _ in range(args.warmup):
         step()
+    print("READY", flush=True)
     wall, cpu = [], []
-    for _ in range(args.steps):
+    for command in sys.stdin:
+        if command.strip() != "step":
+            break
         start, start_cpu = time.perf_counter(), time.process_time()
         step()
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
+        print("STEPPED", flush=True)
     result = {
         "variant": variant,
         "median_step_s": statistics.median(wall),
@@ -137,15 +146,52 @@ def worker(variant: str, preset: str, batch: int, seq: int, args: argparse.Names
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
-def run_worker(variant: str, preset: str, batch: int, seq: int, args: argparse.Namespace) -> dict:
+def start_worker(
+    variant: str, preset: str, batch: int, seq: int, args: argparse.Namespace, log: Path
+) -> subprocess.Popen:
+    """The worker process. Its stderr goes to `log`: a pipe nobody reads while the steps run
+    could fill up and stall it."""
     command = [sys.executable, __file__, "--worker", variant, preset, str(batch), str(seq)]
-    command += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    command += ["--warmup", str(args.warmup), "--threads", str(args.threads)]
     command += [] if args.profile else ["--no-profile"]
-    out = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in out.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if out.returncode or not lines:
-        raise SystemExit(f"worker {variant} {preset} failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+    with open(log, "w") as errors:
+        return subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+
+
+def ask(process: subprocess.Popen, command: str | None, answer: str, log: Path) -> str:
+    """Send `command` (if any) to a worker; its next line of output, which must start with `answer`."""
+    if command is not None:
+        process.stdin.write(command + "\n")
+        process.stdin.flush()
+    line = process.stdout.readline()
+    if not line.startswith(answer):
+        process.kill()
+        process.wait()
+        raise SystemExit(f"worker {' '.join(process.args[3:7])} failed:\n{line}{log.read_text()[-3000:]}")
+    return line
+
+
+def run_round(variants: list[str], preset: str, batch: int, seq: int, args: argparse.Namespace) -> dict:
+    """One round: a worker per variant, built and warmed up one after the other, then their
+    timed steps interleaved (one step of each in turn), so a change in machine load during the
+    round hits every variant alike; then each worker's result, one after the other."""
+    with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as tmp:
+        logs = {variant: Path(tmp) / f"{variant}.log" for variant in variants}
+        workers = {}
+        for variant in variants:  # warm-ups do not overlap
+            workers[variant] = start_worker(variant, preset, batch, seq, args, logs[variant])
+            ask(workers[variant], None, "READY", logs[variant])
+        for _ in range(args.steps):
+            for variant, process in workers.items():
+                ask(process, "step", "STEPPED", logs[variant])
+        results = {}
+        for variant, process in workers.items():
+            line = ask(process, "finish", RESULT_PREFIX, logs[variant])
+            results[variant] = json.loads(line[len(RESULT_PREFIX) :])
+            process.wait()
+    return results
 
 
 def variants_to_run(requested: list[str]) -> list[str]:
@@ -250,8 +296,8 @@ def main() -> None:
         batch, seq = (int(x) for x in shape.split("x"))
         results: dict[str, list[dict]] = {variant: [] for variant in variants}
         for _ in range(args.rounds):
-            for variant in variants:
-                results[variant].append(run_worker(variant, preset, batch, seq, args))
+            for variant, result in run_round(variants, preset, batch, seq, args).items():
+                results[variant].append(result)
         row = summarize(spec, results)
         for variant in variants:
             r = max(results[variant], key=lambda r: r["tokens_per_second"])
@@ -284,6 +330,7 @@ def main() -> None:
         "steps": args.steps,
         "warmup": args.warmup,
         "rounds": args.rounds,
+        "interleaved": True,
         "optimizer": "adamw",
         "variants": variants,
         "rows": summary,

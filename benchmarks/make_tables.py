@@ -298,6 +298,18 @@ def profile_rows(record: Record) -> list[list[str]]:
     return rows
 
 
+def pretrain_timing(record: Record) -> str:
+    """How the steps were timed: interleaved across live workers, or worker after worker."""
+    steps = f"{record['steps']} timed steps after\n{record['warmup']} warm-up"
+    if record.get("interleaved"):
+        return (
+            f"{steps}, median step per worker; the variants' workers run side by side with their\n"
+            f"timed steps interleaved (one step of each in turn), best of {record['rounds']} rounds "
+            "of fresh workers."
+        )
+    return f"{steps}, best of {record['rounds']} alternating rounds."
+
+
 def pretrain_section_with_profile(record: Record) -> str:
     variants = record["variants"]
     rows = []
@@ -341,8 +353,7 @@ def pretrain_section_with_profile(record: Record) -> str:
 ## Pretraining throughput and memory — `bench_pretrain.py`
 
 Same config, batch, sequence length and optimiser ({record["optimizer"]}) for both; one step is
-forward (MLM + SOP) + backward + clipping + optimiser step; {record["steps"]} timed steps after
-{record["warmup"]} warm-up, best of {record["rounds"]} alternating rounds. Each (variant,
+forward (MLM + SOP) + backward + clipping + optimiser step; {pretrain_timing(record)} Each (variant,
 configuration) runs in its own subprocess so memory does not mix. `ours` and `hf` (transformers)
 run in fp32; `ours_bf16` is ours under the bf16 autocast of `--precision bf16` (fp32 master
 weights), compared with our own fp32. Each step is timed in wall-clock and in process CPU time

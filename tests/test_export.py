@@ -186,13 +186,16 @@ def test_int8_onnx_is_close_to_fp32_and_keeps_weights_shared(tmp_path: Path, tok
     assert min_cosine(quantized["pooler_output"], reference["pooler_output"]) >= 0.99
     graph = onnx.load(str(int8.path)).graph
     weights = [n.input[1] for n in graph.node if n.op_type == "MatMulInteger"]
-    # 6 layers share 4 int8 weights; plus the embedding projection and the pooler
-    assert len(weights) == 6 * 4 + 2 and len(set(weights)) == 4 + 2
-    # onnxruntime's fused kernels: add + LayerNorm in each block's two halves and the embeddings; the GELU
+    # 6 layers share 3 int8 weights (output projection, FFN in and out); plus the embedding
+    # projection and the pooler
+    assert len(weights) == 6 * 3 + 2 and len(set(weights)) == 3 + 2
+    # onnxruntime's fused kernels: add + LayerNorm in each block's two halves and the embeddings; the
+    # GELU; and each layer's whole attention, its Q|K|V product int8 with one shared weight
     ops = [n.op_type for n in graph.node]
     assert ops.count("SkipLayerNormalization") == 6 * 2 + 1 and ops.count("FastGelu") == 6
-    # the attention products stay fp32 MatMuls, the softmax fp32
-    assert "Softmax" in ops and "MatMul" in ops
+    attention = [n for n in graph.node if n.op_type == "QAttention"]
+    assert len(attention) == 6 and len({n.input[1] for n in attention}) == 1
+    assert not {"MatMul", "Softmax", "Where"} & set(ops)  # nothing of the traced attention is left
 
 
 def test_int8_mlm_decoder_is_quantised_once(tmp_path: Path) -> None:
@@ -358,3 +361,35 @@ def test_runtime_errors(tmp_path: Path) -> None:
     (tmp_path / "m.onnx").write_bytes(b"not a model")
     with pytest.raises(AlbertError, match="not a loadable ONNX model"):
         OnnxModel(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("share", ["all", "none"])
+def test_attention_fusion_alone_keeps_fp32_outputs(share: str, tmp_path: Path) -> None:
+    """`fuse_attention` (applied before int8 quantisation) replaces every layer's traced attention
+    by one onnxruntime `Attention` node, reading the shared Q|K|V weight, without changing the
+    fp32 outputs, padded positions and pairs included."""
+    from albert.export import fuse_attention, share_initializers, trace_to_onnx
+
+    torch.manual_seed(0)
+    model = trained_like(AlbertModel(tiny_config(share=share))).eval()
+    trace_to_onnx(model, tmp_path / "traced.onnx")
+    proto = onnx.load(str(tmp_path / "traced.onnx"))
+    share_initializers(proto)
+    assert fuse_attention(proto, model.config.num_attention_heads) == 3
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Attention") == 3 and not {"Softmax", "Where"} & set(ops)
+    weights = {n.input[1] for n in proto.graph.node if n.op_type == "Attention"}
+    assert len(weights) == (1 if share == "all" else 3)
+    read = {name for n in proto.graph.node for name in n.input} | {o.name for o in proto.graph.output}
+    assert all(i.name in read for i in proto.graph.initializer)  # nothing left of the replaced ops
+    assert all(any(o in read for o in n.output) for n in proto.graph.node)
+    onnx.save(proto, str(tmp_path / "fused.onnx"))
+    batch = {
+        "input_ids": np.array([[2, 50, 60, 70, 3, 80, 90, 3], [2, 40, 3, 0, 0, 0, 0, 0]]),
+        "attention_mask": np.array([[1] * 8, [1, 1, 1, 0, 0, 0, 0, 0]]),
+        "token_type_ids": np.array([[0, 0, 0, 0, 0, 1, 1, 1], [0] * 8]),
+    }
+    fused, expected = _run(tmp_path / "fused.onnx", batch), torch_outputs(model, batch)
+    np.testing.assert_allclose(
+        fused["last_hidden_state"], expected["last_hidden_state"], atol=2e-5, rtol=1e-4
+    )

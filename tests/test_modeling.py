@@ -392,3 +392,50 @@ def test_training_feed_forward_equals_the_plain_layers(activation: str) -> None:
     assert results[0][0].grad_fn.name() == "FeedForwardBackward"
     for fused, plain in zip(*results, strict=True):
         torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("hidden", [32, 48])
+def test_training_projected_attention_equals_the_plain_chain(padded: bool, hidden: int) -> None:
+    """The fp32 training attention node (fused Q|K|V projection + attention kernel, gradients
+    fed to the projection without assembling them) gives the values and gradients of the
+    linear -> SDPA chain, with and without a padding mask."""
+    torch.manual_seed(0)
+    cfg = AlbertConfig(**{**CONFIGS["small"], "hidden_size": hidden, "num_attention_heads": 4})
+    attention = albert.modeling.AlbertAttention(cfg)
+    x = torch.randn(2, 7, hidden, requires_grad=True)
+    lengths = torch.tensor([7, 4 if padded else 7])
+    mask = albert.modeling.attention_mask_for_sdpa((torch.arange(7) < lengths[:, None]).long())
+    assert albert.modeling.ProjectedAttention.applies(attention, x, 0.0)
+    assert not albert.modeling.ProjectedAttention.applies(attention, x, 0.1)  # dropout: the plain chain
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not albert.modeling.ProjectedAttention.applies(attention, x, 0.0)
+
+    def plain() -> torch.Tensor:
+        q, k, v = attention.project_qkv(x, None).view(2, 7, 3, 4, -1).permute(2, 0, 3, 1, 4)
+        context = (
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(2, 7, hidden)
+        )
+        return attention.LayerNorm(x + attention.dense(context))
+
+    results = []
+    for out in (attention(x, mask)[0], plain()):
+        (out * torch.linspace(-1, 1, hidden)).sum().backward()
+        results.append([out, x.grad, *(p.grad for p in attention.parameters())])
+        x.grad = None
+        attention.zero_grad(set_to_none=True)
+    assert "ProjectedAttentionBackward" in graph_nodes(results[0][0])
+    assert "ProjectedAttentionBackward" not in graph_nodes(results[1][0])
+    for fused, reference in zip(*results, strict=True):
+        torch.testing.assert_close(fused, reference, rtol=1e-6, atol=1e-6)
+
+
+def graph_nodes(out: torch.Tensor) -> set[str]:
+    """The names of the autograd nodes `out` was computed through."""
+    seen, todo = {}, [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and id(node) not in seen:
+            seen[id(node)] = node.name()
+            todo.extend(next_node for next_node, _ in node.next_functions)
+    return set(seen.values())
