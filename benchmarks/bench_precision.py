@@ -235,8 +235,11 @@ def bench_accuracy(args: argparse.Namespace) -> dict[str, Any]:
             f"  {name:<13} accuracy {r['accuracy']:.4f}  same prediction as fp32 {r['agreement_with_fp32']:.2%}"
         )
     geometry = {name: getattr(fp32.config, name) for name in GEOMETRY}
+    recorded = model_dir / "finetune_args.json"  # what `albert finetune` started from, if it made the model
+    start = json.loads(recorded.read_text(encoding="utf-8")).get("model") if recorded.is_file() else None
     return {
         "model": str(model_dir),
+        "fine_tuned_from": start,
         "data": str(dev_csv),
         "examples": len(rows),
         "seq": args.seq,

@@ -506,10 +506,11 @@ def precision_section(record: Record) -> str:
         tables.append(f"**{name}** — {padding}:\n\n{table(header, rows)}")
     geometry = accuracy.get("geometry", {})
     model = (
-        f"a small ALBERT (E {geometry['embedding_size']}, H {geometry['hidden_size']}, "
+        f"an ALBERT (E {geometry['embedding_size']}, H {geometry['hidden_size']}, "
         f"{geometry['num_hidden_layers']} shared layers, {geometry['num_attention_heads']} heads, "
         f"FFN {geometry['intermediate_size']}, {geometry['vocab_size']:,}-piece tokenizer) fine-tuned "
-        f"from random initialisation on the Rotten Tomatoes train split"
+        f"on the Rotten Tomatoes train split"
+        + (f" from `{accuracy['fine_tuned_from']}`" if accuracy.get("fine_tuned_from") else "")
         if geometry
         else "a fine-tuned sequence classifier"
     )
