@@ -567,12 +567,17 @@ def serve_targets(model: Record) -> list[str]:
             lines.append(f"batching / {other} at concurrency {SERVE_TARGETS_AT}: {fmt_ratio(ratio)} {target}")
     if 1 in ours:
         p50, direct = ours[1]["p50_ms"], model["in_process_p50_ms"]
-        target = fmt_target("within 5 ms", p50 - direct <= 5.0)
         passive = model.get("in_process_passive_p50_ms")
-        policy = f" ({passive:,.1f} ms in process with sleeping threads, as the server's)" if passive else ""
-        lines.append(
-            f"p50 at concurrency 1 {p50:,.1f} ms against {direct:,.1f} ms in process{policy} {target}"
-        )
+        if passive is None:
+            baseline, against = direct, f"{direct:,.1f} ms in process"
+        else:  # judged against the faster way to call the model directly
+            baseline = min(direct, passive)
+            against = (
+                f"{baseline:,.1f} ms in process (the faster of {direct:,.1f} ms with spinning threads "
+                f"and {passive:,.1f} ms with sleeping ones, as the server's)"
+            )
+        target = fmt_target("within 5 ms", p50 - baseline <= 5.0)
+        lines.append(f"p50 at concurrency 1 {p50:,.1f} ms against {against} {target}")
     top = max(ours)
     failed = sum(runs[name][top]["failures"] for name in ("batching", "no batching"))
     lines.append(f"failed requests of ours at concurrency {top}: {failed} {fmt_target('0', failed == 0)}")
