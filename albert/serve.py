@@ -537,7 +537,8 @@ def bound_allocator_memory() -> None:
     kernel (at 16 entries a lone text paid about 4 ms more CPU). Served at concurrency 32 after a
     warm-up, albert-tiny's memory grew 5 % over the next 1,000 requests and was flat after them
     with 32 entries, 11 % with 64. glibc gets one malloc arena and returns free memory above
-    64 KiB at the top of the heap to the OS (the free holes inside it: `heap_trimmer`). Must run before torch is imported; an environment variable the user set wins."""
+    64 KiB at the top of the heap to the OS (the free holes inside it: `heap_trimmer`). Must run
+    before torch is imported; an environment variable the user set wins."""
     os.environ.setdefault("LRU_CACHE_CAPACITY", "16")
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
     if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
