@@ -53,6 +53,7 @@ from albert.predict import to_json
 from albert.tasks.common import Feature, feature_length, run_batch
 
 INSTALL_HINT = "pip install 'albert[serve]'"
+TRIM_EVERY_S = 1.0  # seconds between two hand-backs of the heap's free memory (`heap_trimmer`)
 ENV_SETTINGS = "ALBERT_SERVE_SETTINGS"  # how `--workers N` hands the settings to worker processes
 # the task each saved head serves, and that task's endpoint
 TASK_ENDPOINTS = {
@@ -181,7 +182,7 @@ class Metrics:
     """The Prometheus series, in a registry of their own (several apps can share a process)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
         self.registry = CollectorRegistry()
         r = self.registry
@@ -212,6 +213,10 @@ class Metrics:
         self.dropped_texts = Counter(
             "albert_dropped_texts", "queued texts dropped because their client disconnected", registry=r
         )
+        self.heap_trims = Counter(
+            "albert_heap_trims", "times freed heap memory was handed back to the OS", registry=r
+        )
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU seconds, open files
 
 
 # ----------------------------------------------------------------------------------------
@@ -275,6 +280,8 @@ class Batcher:
         self.unanswered = 0  # accepted requests not yet answered
         self.arrival = asyncio.Event()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="albert-model")
+        self.trim_heap = heap_trimmer()
+        self.trimmed = time.monotonic()  # when freed heap memory was last handed back
 
     def submit(self, items: list[Any], features: list[Feature], options: dict[str, Any]) -> Job:
         if self.unanswered >= self.settings.max_queue:
@@ -384,6 +391,16 @@ class Batcher:
                 job.remaining -= 1
                 if job.remaining == 0:
                     job.future.set_result(job.results)
+            self.trim_now_and_then()
+
+    def trim_now_and_then(self) -> None:
+        """At most once every `TRIM_EVERY_S`, after a batch's answers went out, have the model
+        thread hand the heap's free pages back to the OS (see `heap_trimmer`)."""
+        if self.trim_heap is None or time.monotonic() - self.trimmed < TRIM_EVERY_S:
+            return
+        self.trimmed = time.monotonic()
+        self.executor.submit(self.trim_heap)
+        self.metrics.heap_trims.inc()
 
     def compute(self, batch: list[Waiting]) -> list[Any]:
         """On the executor thread: one padded model call, then each request's decoding."""
@@ -519,8 +536,9 @@ def bound_allocator_memory() -> None:
     every bucket a lone text can have up to 64 tokens, so one text at a time rarely rebuilds a
     kernel (at 16 entries a lone text paid about 4 ms more CPU). Served at concurrency 32 after a
     warm-up, albert-tiny's memory grew 5 % over the next 1,000 requests and was flat after them
-    with 32 entries, 11 % with 64. glibc gets one malloc arena and returns freed memory above
-    64 KiB to the OS. Must run before torch is imported; an environment variable the user set wins."""
+    with 32 entries, 11 % with 64. glibc gets one malloc arena and returns free memory above
+    64 KiB at the top of the heap to the OS (the free holes inside it: `heap_trimmer`). Must run
+    before torch is imported; an environment variable the user set wins."""
     os.environ.setdefault("LRU_CACHE_CAPACITY", "16")
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
     if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
@@ -530,6 +548,27 @@ def bound_allocator_memory() -> None:
             libc.mallopt(-1, 65536)  # M_TRIM_THRESHOLD
         except (OSError, AttributeError):  # not glibc: its allocator has its own policy
             pass
+
+
+def heap_trimmer() -> Callable[[], Any] | None:
+    """glibc's `malloc_trim(0)`, which hands every whole free page inside the heap back to the OS;
+    None where the C library is not glibc (other allocators have their own policy).
+
+    Why: with every batch a new shape, the model's activations and the requests' small objects
+    leave free holes between live blocks of the heap. glibc only returns free memory at the top
+    of the heap, so the holes stay resident. Measured on albert-tiny at concurrency 32 (glibc
+    counters): memory in use stayed at 112 MB over 5,000 requests while free-but-kept heap memory
+    grew 17 -> 44 MB in the first 1,000 and resident memory 326 -> 354 MB with it; one
+    `malloc_trim(0)` then brought it to 314 MB. A trim costs under 1 ms, so the batcher runs one
+    at most once a second."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
 
 
 def torch_precision(settings: ServeSettings) -> str:
