@@ -283,16 +283,13 @@ class ProjectedAttention(torch.autograd.Function):
         listening on `qkv_output` (the projections never exist as one tensor here)."""
         return (
             ENABLED_PROJECTED_ATTENTION
-            and torch.is_grad_enabled()
             and x.device.type == "cpu"
             and x.dtype == torch.float32
             and dropout == 0.0
-            and not torch.is_autocast_enabled("cpu")
-            and all(type(attention.get_submodule(n)) is nn.Linear for n in ("query", "key", "value"))
+            and eager_training(x)
+            and all(type(p) is nn.Linear for p in (attention.query, attention.key, attention.value))
             and not attention.qkv_output._forward_hooks
             and not attention.qkv_output._forward_pre_hooks
-            and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling()
         )
 
     @staticmethod
@@ -407,6 +404,18 @@ class AlbertLayer(nn.Module):
 GELU_APPROXIMATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_fast": "tanh", "gelu_pytorch_tanh": "tanh"}
 
 
+def eager_training(x: Tensor) -> bool:
+    """Autograd on, no autocast on x's device, neither tracing nor compiling: where a hand-written
+    autograd node (`FeedForward`, `ProjectedAttention`) may stand in for the plain chain, which
+    tracing and compiling must see and autocast must cast."""
+    return (
+        torch.is_grad_enabled()
+        and not torch.is_autocast_enabled(x.device.type)
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
 def _autocast_dtype(x: Tensor) -> torch.dtype:
     """The dtype autocast would run a matrix product of `x` in (x's own when autocast is off)."""
     device = x.device.type
@@ -430,13 +439,10 @@ class FeedForward(torch.autograd.Function):
         """Training (autograd on; no autocast; no tracing or compiling, which must see the plain
         graph) of plain `nn.Linear` layers with a GELU."""
         return (
-            torch.is_grad_enabled()
-            and not torch.is_autocast_enabled(x.device.type)
+            eager_training(x)
             and layer.activation_name in GELU_APPROXIMATIONS
             and type(layer.ffn) is nn.Linear
             and type(layer.ffn_output) is nn.Linear
-            and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling()
         )
 
     @staticmethod
