@@ -44,7 +44,7 @@ from albert.hardware import bf16_units, native_bf16  # noqa: E402
 from albert.onnx_runtime import OnnxModel  # noqa: E402
 from albert.quantization import cpu_has_vnni  # noqa: E402
 from albert.tokenization import AlbertTokenizer  # noqa: E402
-from benchmarks.machine import RESULTS_DIR, command_line, write_results  # noqa: E402
+from benchmarks.machine import RESULTS_DIR, command_line, cpu_flags, cpu_model, write_results  # noqa: E402
 
 Batch = dict[str, np.ndarray]
 Runner = Callable[[Batch], np.ndarray]
@@ -264,9 +264,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hardware = {"native_bf16": native_bf16(), "bf16_units": bf16_units(), "vnni": cpu_has_vnni()}
-    # each part keeps the command that produced it: the file's top-level command is the last run's
+    # each part keeps the command that produced it: the file's top-level command is the last run's,
     part = {"accuracy": bench_accuracy(args)} if args.accuracy else {"speed": bench_speed(args)}
-    next(iter(part.values()))["command"] = command_line()
+    # and the CPU it ran on: the file's top-level machine is the last run's, which may be another
+    next(iter(part.values())).update(command=command_line(), cpu={"model": cpu_model(), "flags": cpu_flags()})
     previous_path = RESULTS_DIR / f"{NAME}.json"
     previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
     kept = {k: v for k, v in previous.items() if k in ("speed", "accuracy")}

@@ -487,6 +487,13 @@ def precision_rows(workload: Record, targeted: bool) -> tuple[list[list[str]], l
     return rows, targets
 
 
+def part_cpu(part: Record) -> str:
+    """", on CPU (flags)" for a result measured separately from the rest of its file (which names
+    the machine of its latest run); "" where the part did not record it."""
+    cpu = part.get("cpu")
+    return f", on {cpu['model']} ({', '.join(cpu['flags']) or 'no AVX'})" if cpu else ""
+
+
 def precision_section(record: Record) -> str:
     speed, accuracy, hardware = record["speed"], record["accuracy"], record["hardware"]
     header = ["variant", "median ms", "vs our fp32", "vs transformers fp32", "min cosine vs our fp32"]
@@ -548,7 +555,7 @@ tokens of the last hidden states against our fp32. Command: `{speed["command"]}`
 Targets at full length: {"; ".join(targets)}.
 
 Accuracy cost on a real fine-tuned model: {model}, scored on `{data}` at sequence length
-{accuracy["seq"]}. Command: `{accuracy["command"]}`.
+{accuracy["seq"]}{part_cpu(accuracy)}. Command: `{accuracy["command"]}`.
 
 {table(accuracy_header, rows)}
 
