@@ -234,6 +234,15 @@ def resolve_start(start: str, language: str, runs: Path, data: Path) -> Start:
     return Start(str(checkpoint), None, checkpoint, distillation_commands(runs, data))
 
 
+def start_digest(start: Start) -> str:
+    """sha256 of what makes the start: the tokenizer model of the random start, the weights of a
+    checkpoint start. Every point records it: a start rebuilt in another session (work files are
+    not kept) is the same start only if this matches. Tokenizer training is deterministic; a
+    rebuilt checkpoint generally is not, so its points then say they came from another build."""
+    name = "spiece.model" if start.tokenizer else "model.safetensors"
+    return hashlib.sha256((start.needs / name).read_bytes()).hexdigest()
+
+
 def shell(command: list[str]) -> str:
     return shlex.join(command)
 
@@ -693,6 +702,7 @@ def run_point(
         start = ensure_built(point.start, TASKS[point.task].language, args.runs, args.data, args.pretrain)
         log = work / "logs" / f"{log_name or point.key.replace('/', '-')}.jsonl"
         outcome = run_finetune(point.task, start, split, recipe, point.seed, args, log)
+        outcome["extra"]["start_sha256"] = start_digest(start)
     else:
         outcome = run_baseline(point.task, point.start, split, dev, recipe)
     return record(point, outcome, split, len(dev), recipe, args.threads)

@@ -4,6 +4,7 @@ each kind of start on Rotten Tomatoes."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -139,6 +140,8 @@ def test_real_points_share_rows_and_resume_skips_them(
     random_point = points["random"]
     assert random_point["recipe"] == TINY_RECIPE and random_point["steps"] == 3
     assert random_point["best_epoch"] == random_point["epochs_run"] == 1 and random_point["cpu_seconds"] > 0
+    spiece = (runs / "tok-en-8k" / "spiece.model").read_bytes()
+    assert random_point["start_sha256"] == hashlib.sha256(spiece).hexdigest()  # which start, checkably
     # the majority baseline, recomputed independently on dev
     _, dev = le.read_rows(shared_data / "classify/en/rotten_tomatoes/dev.csv", "csv")
     label = points["majority"]["label"]
