@@ -259,3 +259,13 @@ def test_report_table_and_plots_come_from_the_json(shared_data: Path, tmp_path: 
 def test_report_without_points_is_one_line(tmp_path: Path, capsys):
     assert le.main(["--report", "--results", str(tmp_path / "none.json")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_results_page_quotes_the_committed_points_verbatim(shared_data: Path, tmp_path: Path):
+    """docs/results.md's table is what --report makes of the committed results JSON, so the page
+    never drifts from the points (regenerate with `python benchmarks/label_efficiency.py --report`)."""
+    page = tmp_path / "results.md"
+    shutil.copy(le.DOC, page)
+    argv = ["--report", "--results", str(le.RESULTS), "--doc", str(page), "--img-dir", str(tmp_path / "img")]
+    assert le.main([*argv, "--data", str(shared_data)]) == 0
+    assert page.read_text(encoding="utf-8") == le.DOC.read_text(encoding="utf-8")
