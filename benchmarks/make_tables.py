@@ -564,7 +564,7 @@ On {native} bf16 inference runs at {bf16_speed:.2f}× our fp32 at full length fo
 bf16 where the CPU multiplies it natively. The int8 ONNX export keeps activations at the full 8
 bits (`DynamicQuantizeLinear`, u8) and weights int8 per output channel over the full [-127, 127] —
 the u8 × s8 layout VNNI multiplies without saturation (a test checks the quantisation recorded in
-the exported graph); int8 stays within {int8_cost:.2f} points of fp32 here. On short padded
+the exported graph); int8 stays within {int8_cost:.2f} points of fp32 on that model. On short padded
 batches the GEMMs are small, so the bf16 units pay off far less than at full length.
 
 {machine_line(record)}
