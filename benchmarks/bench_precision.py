@@ -264,9 +264,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hardware = {"native_bf16": native_bf16(), "bf16_units": bf16_units(), "vnni": cpu_has_vnni()}
-    # each part keeps the command that produced it: the file's top-level command is the last run's,
     part = {"accuracy": bench_accuracy(args)} if args.accuracy else {"speed": bench_speed(args)}
-    # and the CPU it ran on: the file's top-level machine is the last run's, which may be another
+    # each part keeps the command and the CPU that produced it: the file's top-level command and
+    # machine are the last run's, which may have been the other part on another machine
     next(iter(part.values())).update(command=command_line(), cpu={"model": cpu_model(), "flags": cpu_flags()})
     previous_path = RESULTS_DIR / f"{NAME}.json"
     previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
