@@ -15,8 +15,9 @@ text plus the waiting texts closest to it in length (so padding stays small), up
 `max_batch_tokens` padded tokens or `max_batch_size` texts, and runs them at once; while that batch
 runs, new texts queue up and form the next one. So a lone request pays no wait, and under load
 batches fill by themselves. (`max_wait_ms` > 0 makes an idle model wait that long for company.)
-One executor thread runs the batch (the model uses all cores), and each request gets exactly its
-own results back.
+One model thread runs the batch (the model uses all cores), and each request gets exactly its
+own results back; it also loaded the model, so the process has one OpenMP thread pool
+(`model_thread`).
 
 The server never goes down on bad input or overload: every error is a JSON body
 ``{"error": ..., "error_type": ...}`` (422 bad field, 413 too large, 429 queue full with
@@ -53,6 +54,7 @@ from albert.predict import to_json
 from albert.tasks.common import Feature, feature_length, run_batch
 
 INSTALL_HINT = "pip install 'albert[serve]'"
+SPIN_ROUNDS = 30_000  # OpenMP spin between operators before a thread sleeps (`share_cores_politely`)
 TRIM_EVERY_S = 1.0  # seconds between two hand-backs of the heap's free memory (`heap_trimmer`)
 ENV_SETTINGS = "ALBERT_SERVE_SETTINGS"  # how `--workers N` hands the settings to worker processes
 # the task each saved head serves, and that task's endpoint
@@ -273,13 +275,14 @@ class Batcher:
         settings: ServeSettings,
         metrics: Metrics,
         longest: int | None = None,  # the max input length (no bucket goes past it)
+        executor: ThreadPoolExecutor | None = None,  # the model's thread (`model_thread`); None: a new one
     ) -> None:
         self.runner, self.decode, self.pad_id, self.outputs = runner, decode, pad_id, outputs
         self.settings, self.metrics, self.longest = settings, metrics, longest
         self.waiting: list[Waiting] = []  # in arrival order
         self.unanswered = 0  # accepted requests not yet answered
         self.arrival = asyncio.Event()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="albert-model")
+        self.executor = executor or model_thread()
         self.trim_heap = heap_trimmer()
         self.trimmed = time.monotonic()  # when freed heap memory was last handed back
 
@@ -415,9 +418,6 @@ class Batcher:
             for w, feature, output in zip(batch, features, outputs, strict=True)
         ]
 
-    def close(self) -> None:
-        self.executor.shutdown(wait=True)
-
 
 # ----------------------------------------------------------------------------------------
 # HTTP plumbing
@@ -478,6 +478,17 @@ class RequestGuard:
 # loading
 
 
+def model_thread() -> ThreadPoolExecutor:
+    """The one thread that makes every torch call of the server: loading, warm-up, batches.
+
+    Why one: each thread that runs a parallel torch operator gets an OpenMP pool of its own, and
+    OpenMP counts the pools' threads together. A model loaded on the main thread and run on
+    another left two pools, three OpenMP threads for two cores (seen in a debugger), which OpenMP
+    takes for an oversubscribed machine: its threads then cut their spin between operators
+    (`share_cores_politely`) to about 100 rounds and sleep, paying a wake-up per operator."""
+    return ThreadPoolExecutor(1, thread_name_prefix="albert-model")
+
+
 def model_task(settings: ServeSettings) -> str:
     """The task to serve: --task, else the one the saved head does (config.json architectures)."""
     if settings.task is not None:
@@ -509,16 +520,22 @@ def model_task(settings: ServeSettings) -> str:
 
 
 def share_cores_politely() -> None:
-    """Keep the model's idle threads off the cores the event loop needs.
+    """Let the model's threads spin briefly between operators, then sleep; no tokenizer pool.
 
-    The server's event loop (HTTP, JSON, tokenising) runs next to the model's threads on the same
-    cores. By default each OpenMP worker spins for a while after every operator, and the tokenizer
-    encodes on a thread pool of its own: on a 2-core machine the spinning threads take the core the
-    event loop needs, and under any other load the workers spin against each other. Measured on
-    albert-tiny on a loaded 2-core machine, one text per call: 200 ms per text with spinning, 20 ms
-    with OMP_WAIT_POLICY=PASSIVE (threads sleep at once); in batches of 32, 25 and 13 ms per text.
-    Must run before torch is imported; an environment variable the user set wins."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    Between two operators of one forward pass PyTorch's OpenMP threads wait for the next one. A
+    sleeping thread pays a wake-up per operator (albert-base-v2 runs hundreds per text); a
+    spinning one holds a core the server's event loop (HTTP, JSON, tokenising) and its clients
+    need, and OpenMP's own default spins about 3 ms after every operator. The server spins
+    30,000 rounds (a fraction of a millisecond: enough to catch the next operator of a running
+    batch) and never while OpenMP sees more of its threads than cores (`OMP_WAIT_POLICY=PASSIVE`
+    with `GOMP_SPINCOUNT`). Measured served on a 2-core AMD EPYC, in alternating runs: albert-tiny's
+    lone request 10.3-12.8 ms p50 with sleeping threads, 8.1-8.8 ms with this spin, 5.4-7.3 ms with
+    OpenMP's 3 ms one; at concurrency 32, 130-210 texts/s sleeping, 180-195 with this spin and
+    120-129 with the long one, whose spinning took the event loop's core. A user's
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (`OMP_WAIT_POLICY=PASSIVE` alone: sleep at once, the
+    choice for a machine shared with other busy processes). Must run before torch is imported."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"], os.environ["GOMP_SPINCOUNT"] = "PASSIVE", str(SPIN_ROUNDS)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one request's texts: no pool needed
 
 
@@ -536,16 +553,19 @@ def bound_allocator_memory() -> None:
     every bucket a lone text can have up to 64 tokens, so one text at a time rarely rebuilds a
     kernel (at 16 entries a lone text paid about 4 ms more CPU). Served at concurrency 32 after a
     warm-up, albert-tiny's memory grew 5 % over the next 1,000 requests and was flat after them
-    with 32 entries, 11 % with 64. glibc gets one malloc arena and returns free memory above
-    64 KiB at the top of the heap to the OS (the free holes inside it: `heap_trimmer`). Must run
-    before torch is imported; an environment variable the user set wins."""
+    with 32 entries, 11 % with 64. glibc gets one malloc arena; free memory goes back to the OS
+    through `heap_trimmer`. glibc's thresholds are left alone: setting one (a 64 KiB trim
+    threshold was tried) freezes its mmap threshold at 128 KiB, so every activation above it is a
+    fresh mmap whose pages fault in on first touch. Measured on albert-base-v2 served at
+    concurrency 32: 4,907 minor page faults per text with the frozen threshold, 667 without;
+    66.3 -> 51.5 ms of CPU per text. Must run before torch is imported; an environment variable
+    the user set wins."""
     os.environ.setdefault("LRU_CACHE_CAPACITY", "16")
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
     if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
         try:
             libc = ctypes.CDLL("libc.so.6")
             libc.mallopt(-8, 1)  # M_ARENA_MAX
-            libc.mallopt(-1, 65536)  # M_TRIM_THRESHOLD
         except (OSError, AttributeError):  # not glibc: its allocator has its own policy
             pass
 
@@ -740,10 +760,11 @@ def create_app(model: str | Path | Any, settings: ServeSettings | None = None) -
     from starlette.responses import JSONResponse, Response
 
     settings = settings or ServeSettings()
+    executor = model_thread()
     if isinstance(model, (str, Path)):
         settings.model = str(model)
         settings.check()
-        pipe = load_pipeline(settings)
+        pipe = executor.submit(load_pipeline, settings).result()
     else:
         pipe = model
     task = pipe.task
@@ -762,6 +783,7 @@ def create_app(model: str | Path | Any, settings: ServeSettings | None = None) -
             settings,
             metrics,
             pipe.options.max_seq_length,
+            executor,
         )
         runner = asyncio.create_task(batcher.run())
         state["batcher"] = batcher
@@ -773,8 +795,7 @@ def create_app(model: str | Path | Any, settings: ServeSettings | None = None) -
             yield
         finally:
             state["ready"] = False
-            runner.cancel()
-            batcher.close()
+            runner.cancel()  # nothing is in flight: the server answered every request first
 
     app = fastapi.FastAPI(
         title="albert serve",

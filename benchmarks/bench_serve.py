@@ -271,9 +271,9 @@ def in_process_p50(model_dir: Path, texts: list[str], threads: int | None, preci
 
 
 def in_process_p50_passive(model_dir: Path, texts: list[str], args: argparse.Namespace) -> float:
-    """The same direct call in a process whose OpenMP threads sleep between operators, as the
-    server's do (OMP_WAIT_POLICY=PASSIVE): the part of the c=1 gap that is the server's thread
-    policy rather than HTTP and the batcher."""
+    """The same direct call in a process whose OpenMP threads sleep at once between operators
+    (OMP_WAIT_POLICY=PASSIVE, the server's setting for a machine shared with other busy work;
+    by default it spins briefly): what the threads' wait policy alone costs a lone text."""
     command = [sys.executable, __file__, "--in-process-p50", str(model_dir), "--precision", args.precision]
     command += ["--direct-texts", str(len(texts))] + (
         ["--threads", str(args.threads)] if args.threads else []

@@ -593,7 +593,7 @@ def serve_targets(model: Record) -> list[str]:
             baseline = min(direct, passive)
             against = (
                 f"{baseline:,.1f} ms in process (the faster of {direct:,.1f} ms with spinning threads "
-                f"and {passive:,.1f} ms with sleeping ones, as the server's)"
+                f"and {passive:,.1f} ms with sleeping ones)"
             )
         target = fmt_target("within 5 ms", p50 - baseline <= 5.0)
         lines.append(f"p50 at concurrency 1 {p50:,.1f} ms against {against} {target}")

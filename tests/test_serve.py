@@ -434,6 +434,51 @@ def test_model_exception_answers_500_and_the_server_keeps_serving(classifier_dir
         thread.join(timeout=30)
 
 
+def test_the_model_loads_and_runs_on_one_thread(
+    classifier_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading, the warm-up and every batch run on the model thread, never on the event loop's:
+    a thread that runs torch operators gets an OpenMP pool of its own, and a second pool makes
+    OpenMP treat a 2-core machine as oversubscribed (its threads then never spin)."""
+    import uvicorn
+
+    import albert.serve as serve
+
+    threads: dict[str, set[int]] = {"load": set(), "run": set()}
+    real_load = serve.load_pipeline
+
+    def recording_load(settings: serve.ServeSettings) -> object:
+        threads["load"].add(threading.get_ident())
+        pipe = real_load(settings)
+        model = pipe.loaded.runner
+
+        def recording_runner(**batch: np.ndarray) -> dict[str, np.ndarray]:
+            threads["run"].add(threading.get_ident())
+            return model(**batch)
+
+        pipe.loaded.runner = recording_runner
+        return pipe
+
+    monkeypatch.setattr(serve, "load_pipeline", recording_load)
+    sock = serve.bind("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = serve.create_app(classifier_dir, serve.ServeSettings())
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for text in ("a short text", LONG_TEXT):
+            assert httpx.post(url + "/predict", json={"inputs": text}, timeout=30).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert len(threads["load"]) == 1 and threads["run"] == threads["load"]
+    assert threads["load"] != {threading.get_ident(), thread.ident}
+
+
 def test_bf16_server_answers_like_the_bf16_pipeline(
     models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -634,20 +679,62 @@ def test_an_idle_model_runs_a_lone_text_at_once_unless_told_to_wait() -> None:
 
 
 def test_the_server_keeps_idle_threads_and_shape_caches_in_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Before torch loads, the server makes the model's idle threads sleep (the event loop shares
-    their cores), turns off the tokenizer's thread pool, and caps the per-shape caches; a value
-    the user set in the environment wins."""
+    """Before torch loads, the server bounds how long the model's idle threads spin (the event
+    loop shares their cores), turns off the tokenizer's thread pool, and caps the per-shape
+    caches; a value the user set in the environment wins."""
     from albert.serve import bound_allocator_memory, share_cores_politely
 
-    for name in ("OMP_WAIT_POLICY", "TOKENIZERS_PARALLELISM", "ONEDNN_PRIMITIVE_CACHE_CAPACITY"):
+    for name in (
+        "OMP_WAIT_POLICY",
+        "GOMP_SPINCOUNT",
+        "TOKENIZERS_PARALLELISM",
+        "ONEDNN_PRIMITIVE_CACHE_CAPACITY",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LRU_CACHE_CAPACITY", "64")  # the user's choice
     monkeypatch.setenv("MALLOC_ARENA_MAX", "8")  # (leaves this test process's malloc settings alone)
     share_cores_politely()
     bound_allocator_memory()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["GOMP_SPINCOUNT"] == "30000"
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "32"
     assert os.environ["LRU_CACHE_CAPACITY"] == "64"
+    # a user who asks for sleeping threads gets them: no spin is added to their policy
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    share_cores_politely()
+    assert "GOMP_SPINCOUNT" not in os.environ
+
+
+ALLOCATION_CHURN = """
+import resource
+from albert.serve import bound_allocator_memory
+bound_allocator_memory()
+import torch
+
+def churn(times):
+    for _ in range(times):
+        activation = torch.empty(1 << 20)  # 4 MiB, as an albert-base activation of a small batch
+        activation.fill_(1.0)
+        del activation
+
+churn(5)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+churn(50)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 50)
+"""
+
+
+def test_the_allocator_settings_reuse_freed_activations() -> None:
+    """A freed activation's memory serves the next one: the server's malloc settings leave glibc's
+    mmap threshold free to grow. (A trim threshold froze it at 128 KiB: every activation was a
+    fresh mmap, 1,024 page faults per 4 MiB tensor, and batches paid for it in CPU.)"""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's allocator")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run([sys.executable, "-c", ALLOCATION_CHURN], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.split()[-1]) < 256  # page faults per 4 MiB tensor (1,024 if each were new)
 
 
 def test_heap_trimmer_hands_free_heap_memory_back() -> None:
