@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -399,11 +400,31 @@ def test_disconnected_client_has_its_texts_dropped(servers: dict[str, Server]) -
     assert server.metric("albert_queue_depth") == 0 and server.healthy()
 
 
-def test_model_exception_answers_500_and_the_server_keeps_serving(classifier_dir: Path) -> None:
-    """A model that fails on long batches, served in-process by uvicorn on a loopback port."""
+@contextmanager
+def served_in_process(app: Any) -> Iterator[tuple[str, int | None]]:
+    """`app` on uvicorn in a thread of this process, on a free loopback port: (its URL, the event
+    loop's thread id); stopped (drained) on exit."""
     import uvicorn
 
-    from albert.serve import ServeSettings, bind, create_app
+    from albert.serve import bind
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", thread.ident
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_model_exception_answers_500_and_the_server_keeps_serving(classifier_dir: Path) -> None:
+    """A model that fails on long batches, served in-process by uvicorn on a loopback port."""
+    from albert.serve import ServeSettings, create_app
 
     pipe = albert.pipeline("text-classification", model=classifier_dir, max_seq_length=64)
     model = pipe.loaded.runner
@@ -414,24 +435,13 @@ def test_model_exception_answers_500_and_the_server_keeps_serving(classifier_dir
         return model(**batch)
 
     pipe.loaded.runner = failing_on_long_batches
-    sock = bind("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(pipe, ServeSettings()), log_level="error"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with served_in_process(create_app(pipe, ServeSettings())) as (url, _):
         failed = httpx.post(url + "/predict", json={"inputs": LONG_TEXT}, timeout=30)
         assert failed.status_code == 500 and failed.json()["error_type"] == "Backend"
         assert "out of memory (simulated)" in failed.json()["error"]
         fine = httpx.post(url + "/predict", json={"inputs": "a short text"}, timeout=30)
         assert fine.status_code == 200 and fine.json()[0]["label"] in ("neg", "pos", "mixed")
         assert httpx.get(url + "/health").status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_the_model_loads_and_runs_on_one_thread(
@@ -440,8 +450,6 @@ def test_the_model_loads_and_runs_on_one_thread(
     """Loading, the warm-up and every batch run on the model thread, never on the event loop's:
     a thread that runs torch operators gets an OpenMP pool of its own, and a second pool makes
     OpenMP treat a 2-core machine as oversubscribed (its threads then never spin)."""
-    import uvicorn
-
     import albert.serve as serve
 
     threads: dict[str, set[int]] = {"load": set(), "run": set()}
@@ -460,23 +468,11 @@ def test_the_model_loads_and_runs_on_one_thread(
         return pipe
 
     monkeypatch.setattr(serve, "load_pipeline", recording_load)
-    sock = serve.bind("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    app = serve.create_app(classifier_dir, serve.ServeSettings())
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with served_in_process(serve.create_app(classifier_dir, serve.ServeSettings())) as (url, loop_thread):
         for text in ("a short text", LONG_TEXT):
             assert httpx.post(url + "/predict", json={"inputs": text}, timeout=30).status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
     assert len(threads["load"]) == 1 and threads["run"] == threads["load"]
-    assert threads["load"] != {threading.get_ident(), thread.ident}
+    assert threads["load"].isdisjoint({threading.get_ident(), loop_thread})
 
 
 def test_bf16_server_answers_like_the_bf16_pipeline(
