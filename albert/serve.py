@@ -524,16 +524,17 @@ def share_cores_politely() -> None:
 
     Between two operators of one forward pass PyTorch's OpenMP threads wait for the next one. A
     sleeping thread pays a wake-up per operator (albert-base-v2 runs hundreds per text); a
-    spinning one holds a core the server's event loop (HTTP, JSON, tokenising) and its clients
-    need, and OpenMP's own default spins about 3 ms after every operator. The server spins
-    30,000 rounds (a fraction of a millisecond: enough to catch the next operator of a running
-    batch) and never while OpenMP sees more of its threads than cores (`OMP_WAIT_POLICY=PASSIVE`
-    with `GOMP_SPINCOUNT`). Measured served on a 2-core AMD EPYC, in alternating runs: albert-tiny's
-    lone request 10.3-12.8 ms p50 with sleeping threads, 8.1-8.8 ms with this spin, 5.4-7.3 ms with
-    OpenMP's 3 ms one; at concurrency 32, 130-210 texts/s sleeping, 180-195 with this spin and
-    120-129 with the long one, whose spinning took the event loop's core. A user's
-    OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (`OMP_WAIT_POLICY=PASSIVE` alone: sleep at once, the
-    choice for a machine shared with other busy processes). Must run before torch is imported."""
+    spinning one holds a core the server's event loop (HTTP, JSON, tokenising) and, on a shared
+    machine, other processes need; OpenMP's own default spins about 3 ms after every operator.
+    The server spins 30,000 rounds (a fraction of a millisecond: enough to catch the next operator
+    of a running batch) and never while OpenMP sees more of its threads than cores
+    (`OMP_WAIT_POLICY=PASSIVE` with `GOMP_SPINCOUNT`). Measured served on a 2-core AMD EPYC, in
+    alternating runs: albert-tiny's lone request 10.3-12.8 ms p50 with sleeping threads, 8.1-8.8 ms
+    with this spin; OpenMP's 3 ms spin was 0-3 ms faster for a lone request and level at
+    concurrency 32 (albert-tiny fp32 180-246 texts/s against 208-241, albert-base-v2 bf16 45-61
+    against 48-56), and it gives the cores back later. A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT
+    wins (`OMP_WAIT_POLICY=PASSIVE` alone: sleep at once, for a machine shared with other busy
+    processes). OpenMP reads these when torch loads it: call before torch is imported."""
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
         os.environ["OMP_WAIT_POLICY"], os.environ["GOMP_SPINCOUNT"] = "PASSIVE", str(SPIN_ROUNDS)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one request's texts: no pool needed
@@ -1057,8 +1058,9 @@ def run(args: argparse.Namespace) -> int:
         settings.threads = max(1, cores // args.workers)
     settings.check()
     requested = settings.precision
+    share_cores_politely()  # before torch is imported: OpenMP reads its settings when torch loads it
     if settings.runtime == "torch":  # resolved once here: every worker loads the same precision
-        bound_allocator_memory()  # before torch is imported
+        bound_allocator_memory()  # (resolving "auto" imports torch to ask about the CPU)
         settings.precision = torch_precision(settings)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]

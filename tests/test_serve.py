@@ -733,6 +733,43 @@ def test_the_allocator_settings_reuse_freed_activations() -> None:
     assert float(done.stdout.split()[-1]) < 256  # page faults per 4 MiB tensor (1,024 if each were new)
 
 
+THREAD_SETTINGS_AT_TORCH_IMPORT = """
+import builtins, json, os, sys
+
+real_import = builtins.__import__
+
+def stop_at_torch(name, *args, **kwargs):
+    if name.split(".")[0] == "torch":  # the first import of torch: report what OpenMP would read
+        print(json.dumps({k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}))
+        raise SystemExit(0)
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = stop_at_torch
+from albert.cli import main
+
+main(["serve", "--model", sys.argv[1], "--port", "0"])
+"""
+
+
+def test_the_thread_settings_are_in_place_before_torch_loads(classifier_dir: Path) -> None:
+    """`albert serve` with its default `--precision auto` asks torch about the CPU before loading
+    the model; OpenMP reads its wait settings once, when torch loads it, so they must be set
+    before that first import (they were not: the server ran with OpenMP's defaults)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    done = subprocess.run(
+        [sys.executable, "-c", THREAD_SETTINGS_AT_TORCH_IMPORT, str(classifier_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "GOMP_SPINCOUNT": "30000",
+    }
+
+
 def test_heap_trimmer_hands_free_heap_memory_back() -> None:
     """The batcher's `malloc_trim`: free holes between live heap blocks leave resident memory."""
     from albert.serve import heap_trimmer
