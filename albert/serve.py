@@ -571,6 +571,15 @@ def bound_allocator_memory() -> None:
             pass
 
 
+def prepare_process(runtime: str) -> None:
+    """The process settings the server needs before torch is imported (OpenMP and the oneDNN
+    caches read theirs when torch loads them), in one place for both ways in: `albert serve`,
+    which imports torch early to resolve `--precision auto`, and `create_app` on a model path."""
+    share_cores_politely()
+    if runtime == "torch":
+        bound_allocator_memory()
+
+
 def heap_trimmer() -> Callable[[], Any] | None:
     """glibc's `malloc_trim(0)`, which hands every whole free page inside the heap back to the OS;
     None where the C library is not glibc (other allocators have their own policy).
@@ -621,9 +630,8 @@ def load_pipeline(settings: ServeSettings) -> Any:
 
     if settings.runtime not in ("torch", "onnx"):
         raise AlbertError(f"--runtime must be torch or onnx, not {settings.runtime!r}")
-    share_cores_politely()
+    prepare_process(settings.runtime)
     if settings.runtime == "torch":
-        bound_allocator_memory()
         import torch
 
         torch.set_num_threads(settings.threads or torch.get_num_threads())
@@ -1058,9 +1066,8 @@ def run(args: argparse.Namespace) -> int:
         settings.threads = max(1, cores // args.workers)
     settings.check()
     requested = settings.precision
-    share_cores_politely()  # before torch is imported: OpenMP reads its settings when torch loads it
+    prepare_process(settings.runtime)  # before resolving "auto" imports torch to ask about the CPU
     if settings.runtime == "torch":  # resolved once here: every worker loads the same precision
-        bound_allocator_memory()  # (resolving "auto" imports torch to ask about the CPU)
         settings.precision = torch_precision(settings)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
