@@ -558,7 +558,7 @@ def bound_allocator_memory() -> None:
     through `heap_trimmer`. glibc's thresholds are left alone: setting one (a 64 KiB trim
     threshold was tried) freezes its mmap threshold at 128 KiB, so every activation above it is a
     fresh mmap whose pages fault in on first touch. Measured on albert-base-v2 served at
-    concurrency 32: 4,907 minor page faults per text with the frozen threshold, 667 without;
+    concurrency 32 (2-core AMD EPYC): 4,907 minor page faults per text with the frozen threshold, 667 without;
     66.3 -> 51.5 ms of CPU per text. Must run before torch is imported; an environment variable
     the user set wins."""
     os.environ.setdefault("LRU_CACHE_CAPACITY", "16")
