@@ -1,23 +1,24 @@
-"""Augment a classification training set for task-specific distillation (TinyBERT-style).
+"""Augment a training set for task-specific distillation (TinyBERT-style): CSV or CoNLL.
 
 Task-specific distillation (`albert finetune --teacher`) lets a student learn the fine-tuned
 teacher's soft predictions, but on the task's own training set the student already fits the
 labels, so the soft targets add little (docs/distillation.md). TinyBERT (Jiao et al. 2020) shows
 the gain comes from running the teacher on many *more* in-domain inputs than were labelled. This
-script makes those inputs: each copy of a review replaces each word, with probability
+script makes those inputs: each copy of a review (CSV `label,text`) or of a sentence (CoNLL
+`token<TAB>tag`, one token at a time, its tag kept) replaces each word, with probability
 `--replace-prob`, by one of its `--neighbours` nearest words in the teacher's own input word
 embeddings (cosine; a GloVe-like table that needs no download). A replacement may change the
 sentiment ("good" -> "bad"): that is intended, the teacher labels every copy, so fine-tune with
-`--distill-alpha 1` (the `label` column of a copy is its source's and is then ignored).
+`--distill-alpha 1` (the label or tags of a copy are its source's and are then ignored).
 
     python benchmarks/augment_text.py --input train.csv --teacher TEACHER_DIR --output aug.csv \
         --copies 4 --replace-prob 0.4 --neighbours 15 --seed 0
 
 Words are replaced only when they have at least three letters and are one whole alphabetic
 WordPiece of the teacher's vocabulary (a possessive's stem is replaced and its 's kept; contractions
-are left alone);
-the rest of the text (punctuation, spacing, other words) is kept as it is. The output holds every
-original row first, then the copies that differ from their source; it is deterministic per seed.
+are left alone); the rest of the text (punctuation, spacing, other words) is kept as it is. The
+output holds every original example first, then the copies that differ from their source; it is
+deterministic per seed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import random
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -38,8 +40,9 @@ EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 
 def whole_words(vocab: list[str]) -> list[int]:
-    """Vocabulary ids of whole alphabetic words: no `##` pieces, no [special] or [unused] tokens."""
-    return [i for i, piece in enumerate(vocab) if piece.isascii() and piece.isalpha()]
+    """Vocabulary ids of whole alphabetic words of MIN_LETTERS or more: no `##` pieces, no
+    [special] or [unused] tokens, no single letters (the neighbours of "the" include "s")."""
+    return [i for i, p in enumerate(vocab) if p.isascii() and p.isalpha() and len(p) >= MIN_LETTERS]
 
 
 def nearest_words(teacher: Path, words: set[str], k: int) -> dict[str, list[str]]:
@@ -82,57 +85,96 @@ def augment(text: str, neighbours: dict[str, list[str]], replace_prob: float, rn
     return WORD.sub(replace, text)
 
 
+Example = Any  # a CSV row (dict with a "text" field) or a CoNLL sentence (list of (token, tag))
+
+
+def augment_example(example: Example, neighbours: dict[str, list[str]], replace_prob: float, rng: random.Random) -> Example:
+    """One copy: a CSV row's text, or each token of a CoNLL sentence (its tag kept), augmented."""
+    if isinstance(example, dict):
+        return {**example, "text": augment(example["text"], neighbours, replace_prob, rng)}
+    return [(augment(token, neighbours, replace_prob, rng), tag) for token, tag in example]
+
+
+def text_of(example: Example) -> str:
+    return example["text"] if isinstance(example, dict) else " ".join(token for token, _ in example)
+
+
 def augment_rows(
-    rows: list[dict[str, str]], neighbours: dict[str, list[str]], copies: int, replace_prob: float, seed: int
-) -> list[dict[str, str]]:
-    """The original rows, then up to `copies` augmented copies of each (those equal to their source
-    or to an earlier copy are dropped)."""
+    examples: list[Example], neighbours: dict[str, list[str]], copies: int, replace_prob: float, seed: int
+) -> list[Example]:
+    """The original examples, then up to `copies` augmented copies of each (those equal to their
+    source or to an earlier copy are dropped)."""
     rng = random.Random(seed)
-    out, seen = list(rows), {row["text"] for row in rows}
-    for row in rows:
+    out, seen = list(examples), {text_of(example) for example in examples}
+    for example in examples:
         for _ in range(copies):
-            text = augment(row["text"], neighbours, replace_prob, rng)
-            if text not in seen:
-                seen.add(text)
-                out.append({**row, "text": text})
+            copy = augment_example(example, neighbours, replace_prob, rng)
+            if text_of(copy) not in seen:
+                seen.add(text_of(copy))
+                out.append(copy)
     return out
+
+
+def read_examples(path: Path) -> tuple[list[str] | None, list[Example]]:
+    """(CSV columns, rows) for a .csv file; (None, sentences) for CoNLL (`token<TAB>tag`, blank
+    line between sentences)."""
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+    sentences: list[Example] = [[]]
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if sentences[-1]:
+                sentences.append([])
+            continue
+        token, _, tag = line.rpartition("\t")
+        sentences[-1].append((token, tag) if token else (tag, ""))
+    return None, [s for s in sentences if s]
+
+
+def write_examples(path: Path, fields: list[str] | None, examples: list[Example]) -> None:
+    """Written to a temporary name and renamed, so an interrupted run leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".tmp")
+    with staging.open("w", encoding="utf-8", newline="") as f:
+        if fields is not None:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(examples)
+        else:
+            f.write("\n".join("\n".join(f"{t}\t{g}" if g else t for t, g in s) + "\n" for s in examples))
+    staging.replace(path)
+
+
+def fail(message: str) -> int:
+    print(f"augment_text: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", type=Path, required=True, help="CSV with a `text` column (label,text)")
+    parser.add_argument("--input", type=Path, required=True, help="CSV with a `text` column, or CoNLL (token<TAB>tag)")
     parser.add_argument("--teacher", type=Path, required=True, help="BERT directory: vocab.txt, model.safetensors")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--copies", type=int, default=4, help="augmented copies per row (default 4)")
+    parser.add_argument("--copies", type=int, default=4, help="augmented copies per example (default 4)")
     parser.add_argument("--replace-prob", type=float, default=0.4, help="per-word replacement probability")
     parser.add_argument("--neighbours", type=int, default=15, help="nearest words to choose from (default 15)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    for path, what in ((args.input, "input CSV"), (args.teacher / "vocab.txt", "teacher vocab.txt")):
+    for path, what in ((args.input, "input file"), (args.teacher / "vocab.txt", "teacher vocab.txt")):
         if not path.is_file():
-            print(f"augment_text: error: {what} {path} does not exist", file=sys.stderr)
-            return 2
+            return fail(f"{what} {path} does not exist")
     if not (args.teacher / "model.safetensors").is_file():
-        print(f"augment_text: error: {args.teacher} has no model.safetensors (the word table is read from it)",
-              file=sys.stderr)
-        return 2
-    with args.input.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = list(reader.fieldnames or []), list(reader)
-    if "text" not in fields:
-        print(f"augment_text: error: {args.input} has no `text` column (columns: {fields})", file=sys.stderr)
-        return 2
-    words = {w.lower() for row in rows for w in re.findall(r"[A-Za-z]+", row["text"])}
+        return fail(f"{args.teacher} has no model.safetensors (the word table is read from it)")
+    fields, examples = read_examples(args.input)
+    if fields is not None and "text" not in fields:
+        return fail(f"{args.input} has no `text` column (columns: {fields})")
+    words = {w.lower() for example in examples for w in re.findall(r"[A-Za-z]+", text_of(example))}
     neighbours = nearest_words(args.teacher, words, args.neighbours)
-    out = augment_rows(rows, neighbours, args.copies, args.replace_prob, args.seed)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    staging = args.output.with_name(args.output.name + ".tmp")
-    with staging.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(out)
-    staging.replace(args.output)
-    print(f"{len(rows)} rows + {len(out) - len(rows)} augmented copies -> {args.output}")
+    out = augment_rows(examples, neighbours, args.copies, args.replace_prob, args.seed)
+    write_examples(args.output, fields, out)
+    print(f"{len(examples)} examples + {len(out) - len(examples)} augmented copies -> {args.output}")
     return 0
 
 

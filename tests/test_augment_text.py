@@ -102,3 +102,13 @@ def test_script_runs_as_a_command(tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     assert [r["text"] for r in read_csv(tmp_path / "out.csv")] == ["good film", "great movie"]
+
+
+def test_conll_copies_keep_tokens_and_tags_aligned(tmp_path: Path):
+    teacher = fake_teacher(tmp_path / "teacher")
+    (tmp_path / "train.conll").write_text("My\tO\ngood\tO\nfilm\tB-product\n\nso\tO\n", encoding="utf-8")
+    common = ["--input", str(tmp_path / "train.conll"), "--teacher", str(teacher), "--copies", "3"]
+    assert at.main([*common, "--output", str(tmp_path / "out.conll"), "--replace-prob", "1.0", "--neighbours", "1"]) == 0
+    sentences = (tmp_path / "out.conll").read_text(encoding="utf-8").strip().split("\n\n")
+    # the two originals, then one distinct copy of the first ("so" has two letters: never changed)
+    assert sentences == ["My\tO\ngood\tO\nfilm\tB-product", "so\tO", "My\tO\ngreat\tO\nmovie\tB-product"]
