@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from albert.checkpoint import atomic_write
+
 WORD = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?")  # "film's" and "won't" are one word each
 MIN_LETTERS = 3  # "a", "of", "by"...: swapping these garbles the sentence more than it varies it
 EMBEDDINGS = "embeddings.word_embeddings.weight"
@@ -134,17 +136,19 @@ def read_examples(path: Path) -> tuple[list[str] | None, list[Example]]:
 
 
 def write_examples(path: Path, fields: list[str] | None, examples: list[Example]) -> None:
-    """Written to a temporary name and renamed, so an interrupted run leaves no half file."""
+    """Atomically (albert's `atomic_write`), so an interrupted run leaves no half file."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            if fields is not None:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(examples)
+            else:
+                f.write("\n".join("\n".join(f"{t}\t{g}" if g else t for t, g in s) + "\n" for s in examples))
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
-    with staging.open("w", encoding="utf-8", newline="") as f:
-        if fields is not None:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(examples)
-        else:
-            f.write("\n".join("\n".join(f"{t}\t{g}" if g else t for t, g in s) + "\n" for s in examples))
-    staging.replace(path)
+    atomic_write(path, write)
 
 
 def fail(message: str) -> int:
