@@ -112,3 +112,20 @@ def test_conll_copies_keep_tokens_and_tags_aligned(tmp_path: Path):
     sentences = (tmp_path / "out.conll").read_text(encoding="utf-8").strip().split("\n\n")
     # the two originals, then one distinct copy of the first ("so" has two letters: never changed)
     assert sentences == ["My\tO\ngood\tO\nfilm\tB-product", "so\tO", "My\tO\ngreat\tO\nmovie\tB-product"]
+
+
+def test_missing_input_or_teacher_files_are_one_line_and_status_2(tmp_path: Path, capsys):
+    teacher = fake_teacher(tmp_path / "teacher")
+    write_csv(tmp_path / "train.csv", [{"label": "1", "text": "good film"}])
+    out = str(tmp_path / "o.csv")
+    assert at.main(["--input", str(tmp_path / "nope.csv"), "--teacher", str(teacher), "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "input file" in err and "nope.csv does not exist" in err
+    assert at.main(["--input", str(tmp_path / "train.csv"), "--teacher", str(tmp_path), "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "teacher vocab.txt" in err
+    (teacher / "model.safetensors").unlink()
+    assert at.main(["--input", str(tmp_path / "train.csv"), "--teacher", str(teacher), "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no model.safetensors" in err
+    assert not (tmp_path / "o.csv").exists()
