@@ -260,6 +260,20 @@ def run_command(command: list[str]) -> None:
         )
 
 
+def run_build(start: Start) -> Start:
+    """Run the start's build commands and check they made it: a pretraining or distillation
+    stopped early (Ctrl-C, SIGTERM) saves a checkpoint and exits normally, but its final step's
+    checkpoint, which the start needs, is then not there."""
+    for command in start.build:
+        run_command(command)
+    if not start.needs.exists():
+        raise AlbertError(
+            f"the build commands finished but {start.needs} is not there (stopped early?); rerun with "
+            "--pretrain to continue: pretraining and distillation resume from their last checkpoint"
+        )
+    return start
+
+
 def ensure_built(start: str, language: str, runs: Path, data: Path, build: bool) -> Start:
     """The start's model; with `build`, missing prerequisites are built, else the commands are
     printed and the run stops."""
@@ -267,9 +281,7 @@ def ensure_built(start: str, language: str, runs: Path, data: Path, build: bool)
     if resolved.needs.exists():
         return resolved
     if build:
-        for command in resolved.build:
-            run_command(command)
-        return resolved
+        return run_build(resolved)
     print(f"# the {start} start ({language}) needs {resolved.needs}; these commands build it:")
     for command in resolved.build:
         print(shell(command))

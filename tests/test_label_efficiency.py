@@ -118,6 +118,18 @@ def test_missing_recipe_or_checkpoint_stops_with_what_to_run(shared_data: Path, 
     assert not (tmp_path / "r.json").exists()
 
 
+def test_a_build_that_stops_before_its_checkpoint_is_an_error(tmp_path: Path, capsys):
+    """A pretraining stopped by SIGTERM exits normally after saving an earlier checkpoint; the
+    benchmark must say so, not go on to fine-tune a checkpoint that is not there."""
+    needs = tmp_path / "pretrain-tiny-en" / "checkpoints" / "step-2800"
+    start = le.Start(str(needs), None, needs, [["albert", "--help"]])  # a real command that succeeds
+    with pytest.raises(le.AlbertError, match="is not there .*rerun with --pretrain to continue"):
+        le.run_build(start)
+    assert "$ albert --help" in capsys.readouterr().out
+    needs.mkdir(parents=True)
+    assert le.run_build(start) is start
+
+
 def test_distillation_commands_name_where_pip_will_put_the_teacher(monkeypatch, tmp_path: Path):
     """The commands are made before `pip install` runs them, so with the package absent the
     teacher path must already be the real one (not a placeholder that `convert-bert` rejects)."""
