@@ -34,6 +34,7 @@ runs those commands (tokenizer training, pretraining data, pretraining, distilla
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import fcntl
 import functools
@@ -54,7 +55,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -593,17 +594,36 @@ def point_key(r: dict[str, Any]) -> str:
     return f"{r['task']}/{r['start']}/{r['budget']}/seed{r['seed']}"
 
 
-def add_point(path: Path, result: dict[str, Any]) -> None:
-    """Add one finished point under an exclusive lock, re-reading the file first: several runs of
-    different parts may share one results file (one per core, say) without losing a point."""
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across processes: several runs of different parts (one per
+    core, say) share the results and recipe files, so every change to them is a read-modify-write
+    inside this lock, never a write of what the run read when it started."""
     path.parent.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     with open(Path(tempfile.gettempdir()) / f"label-efficiency-{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def add_point(path: Path, result: dict[str, Any]) -> None:
+    """Add one finished point, unless another run added it meanwhile."""
+    with exclusive(path):
         results = read_json(path, {"points": []})
         if point_key(result) not in {point_key(r) for r in results["points"]}:
             results["points"].append(result)
             write_json(path, results)
+
+
+def freeze_recipe(path: Path, task: str, start: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Freeze one (task, start)'s recipe and return the frozen entry. Another run's recipes,
+    frozen while this one was tuning, are kept; if that run froze this same (task, start) first,
+    its entry stands (the first freeze wins) and is returned."""
+    with exclusive(path):
+        recipes = read_json(path, {})
+        frozen = recipes.setdefault(task, {}).setdefault(start, entry)
+        write_json(path, recipes)
+    return frozen
 
 
 def frozen_recipe(recipes: dict[str, Any], task: str, start: str, path: Path) -> dict[str, Any]:
@@ -761,13 +781,12 @@ def run_points(points: list[Point], args: argparse.Namespace) -> None:
 
 def tune(tasks: Sequence[str], starts: Sequence[str], args: argparse.Namespace) -> None:
     """Choose and freeze each selected (task, start)'s recipe; frozen ones are kept as they are."""
-    recipes = read_json(args.recipes, {})
     budget = BUDGETS[0]
     for task in tasks:
         for start in starts:
             if not applies(task, start):
                 continue
-            if start in recipes.get(task, {}):
+            if start in read_json(args.recipes, {}).get(task, {}):
                 print(f"{task}/{start}: recipe already frozen in {args.recipes}; kept")
                 continue
             if start not in FINETUNED:
@@ -795,9 +814,11 @@ def tune(tasks: Sequence[str], starts: Sequence[str], args: argparse.Namespace) 
                         "candidates": candidates,
                     },
                 }
-            recipes.setdefault(task, {})[start] = entry
-            write_json(args.recipes, recipes)
-            print(f"{task}/{start}: recipe frozen: {entry['recipe']}")
+            frozen = freeze_recipe(args.recipes, task, start, entry)
+            if frozen is not entry:
+                print(f"{task}/{start}: another run froze this recipe first; kept: {frozen['recipe']}")
+            else:
+                print(f"{task}/{start}: recipe frozen: {entry['recipe']}")
 
 
 # ----------------------------------------------------------------------------------------

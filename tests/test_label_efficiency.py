@@ -130,6 +130,46 @@ def test_a_build_that_stops_before_its_checkpoint_is_an_error(tmp_path: Path, ca
     assert le.run_build(start) is start
 
 
+FREEZE_MANY = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("label_efficiency", sys.argv[1])
+le = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = le
+spec.loader.exec_module(le)
+for i in range(25):
+    le.freeze_recipe(le.Path(sys.argv[2]), sys.argv[3], f"start{i}", {"recipe": {"run": sys.argv[3]}})
+"""
+
+
+def test_runs_tuning_at_once_keep_each_others_recipes(tmp_path: Path):
+    """Two runs tuning different tasks at once (one per core) each freeze a recipe into the one
+    file: neither may write back the file as it read it when it started, losing the other's."""
+    recipes = tmp_path / "recipes.json"
+    le.write_json(recipes, {"rotten_tomatoes": {"random": {"recipe": {"learning_rate": 2e-4}}}})
+    stale = le.read_json(recipes, {})  # what a run read when it started tuning
+    le.freeze_recipe(recipes, "reviews_zh", "pretrained", {"recipe": {"learning_rate": 5e-4}})
+    frozen = le.freeze_recipe(recipes, "wnut16", "pretrained", {"recipe": {"learning_rate": 1e-4}})
+    assert frozen == {"recipe": {"learning_rate": 1e-4}} and "reviews_zh" not in stale
+    on_disk = le.read_json(recipes, {})
+    assert on_disk["reviews_zh"]["pretrained"]["recipe"]["learning_rate"] == 5e-4
+    assert on_disk["wnut16"]["pretrained"]["recipe"]["learning_rate"] == 1e-4
+    assert on_disk["rotten_tomatoes"]["random"]["recipe"]["learning_rate"] == 2e-4
+    # the first freeze of a (task, start) stands: a second run tuning it too gets the frozen one
+    again = le.freeze_recipe(recipes, "wnut16", "pretrained", {"recipe": {"learning_rate": 5e-4}})
+    assert again == {"recipe": {"learning_rate": 1e-4}} == le.read_json(recipes, {})["wnut16"]["pretrained"]
+    # real processes racing on the file lose nothing
+    racers = [
+        subprocess.Popen([sys.executable, "-c", FREEZE_MANY, str(SCRIPT), str(recipes), task])
+        for task in ("race_a", "race_b", "race_c", "race_d")
+    ]
+    assert [racer.wait(timeout=120) for racer in racers] == [0, 0, 0, 0]
+    on_disk = le.read_json(recipes, {})
+    for task in ("race_a", "race_b", "race_c", "race_d"):
+        assert sorted(on_disk[task]) == sorted(f"start{i}" for i in range(25))
+        assert all(entry == {"recipe": {"run": task}} for entry in on_disk[task].values())
+    assert set(on_disk) >= {"rotten_tomatoes", "reviews_zh", "wnut16"}
+
+
 def test_distillation_commands_name_where_pip_will_put_the_teacher(monkeypatch, tmp_path: Path):
     """The commands are made before `pip install` runs them, so with the package absent the
     teacher path must already be the real one (not a placeholder that `convert-bert` rejects)."""
