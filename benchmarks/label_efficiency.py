@@ -20,7 +20,8 @@ One recipe per (task, start), chosen once by `--tune` on the smallest budget wit
 that is not among the reported ones (scored on dev), and frozen in `label_efficiency_recipes.json`.
 Per-point recipe flags are refused. Results go to `results/label_efficiency/points.json`, one record per
 (task, start, budget, seed) with the process CPU time of the fine-tune; finished points are never
-redone, so the benchmark can be built up in parts across sessions:
+redone, so the benchmark can be built up in parts across sessions, and by several runs at once
+(both files are only changed under a lock, re-read first):
 
     .venv/bin/pip install -e '.[bench,plot]'
     python benchmarks/label_efficiency.py --tune --task rotten_tomatoes --start random
