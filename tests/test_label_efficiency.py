@@ -131,11 +131,9 @@ def test_a_build_that_stops_before_its_checkpoint_is_an_error(tmp_path: Path, ca
 
 
 FREEZE_MANY = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("label_efficiency", sys.argv[1])
-le = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = le
-spec.loader.exec_module(le)
+import sys
+sys.path.insert(0, sys.argv[1])
+import label_efficiency as le
 for i in range(25):
     le.freeze_recipe(le.Path(sys.argv[2]), sys.argv[3], f"start{i}", {"recipe": {"run": sys.argv[3]}})
 """
@@ -159,7 +157,7 @@ def test_runs_tuning_at_once_keep_each_others_recipes(tmp_path: Path):
     assert again == {"recipe": {"learning_rate": 1e-4}} == le.read_json(recipes, {})["wnut16"]["pretrained"]
     # real processes racing on the file lose nothing
     racers = [
-        subprocess.Popen([sys.executable, "-c", FREEZE_MANY, str(SCRIPT), str(recipes), task])
+        subprocess.Popen([sys.executable, "-c", FREEZE_MANY, str(SCRIPT.parent), str(recipes), task])
         for task in ("race_a", "race_b", "race_c", "race_d")
     ]
     assert [racer.wait(timeout=120) for racer in racers] == [0, 0, 0, 0]
