@@ -857,6 +857,11 @@ def budget_label(budget: int | str, labels: float | None = None) -> str:
     return f"{int(budget):,}"
 
 
+def metric_label(metric: str) -> str:
+    """How a plot or the recipes table names a metric: NER's "f1" is conlleval's entity F1."""
+    return "entity F1" if metric == "f1" else metric
+
+
 def cell(entry: dict[str, Any] | None, digits: int = 3) -> str:
     if entry is None:
         return "—"
@@ -957,7 +962,7 @@ def plot(results: dict[str, Any], directory: Path) -> list[Path]:
         ax.minorticks_off()
         dev_size = next(p["dev_size"] for p in results["points"] if p["task"] == task)
         ax.set_xlabel("labelled training examples (log scale)")
-        ax.set_ylabel(f"dev {'entity F1' if spec.metric == 'f1' else spec.metric}")
+        ax.set_ylabel(f"dev {metric_label(spec.metric)}")
         note = "; open markers: fewer seeds so far" if some_partial else ""
         ax.set_title(
             f"{spec.title}, {dev_size:,} dev examples\nmean ± std over {len(SEEDS)} subsample seeds{note}"
@@ -987,9 +992,8 @@ def recipes_table(recipes: dict[str, Any]) -> str:
             chosen, frozen = entry["chosen_by"], entry["recipe"]["learning_rate"]
             scores = {c["learning_rate"]: f"{c['dev']:.3f}" for c in chosen["candidates"]}
             cells = [f"**{scores[r]}**" if r == frozen else scores.get(r, "—") for r in LEARNING_RATES]
-            metric = "entity F1" if chosen["metric"] == "f1" else chosen["metric"]
             lines.append(
-                f"| {spec.title} | {start} | {metric}, {chosen['budget']} labels | "
+                f"| {spec.title} | {start} | {metric_label(chosen['metric'])}, {chosen['budget']} labels | "
                 + " | ".join(cells)
                 + " |"
             )
