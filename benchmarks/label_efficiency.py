@@ -887,7 +887,10 @@ def table(results: dict[str, Any]) -> str:
         dev_size = next(p["dev_size"] for p in results["points"] if p["task"] == task)
         full = next((v["labels"] for k, v in summary.items() if k[0] == task and k[2] == "full"), None)
         header = [budget_label(b, full) for b in BUDGETS]
-        lines += [f"**{spec.title}**, dev {spec.metric} ({dev_size:,} dev examples); labelled examples:", ""]
+        lines += [
+            f"**{spec.title}**, dev {metric_label(spec.metric)} ({dev_size:,} dev examples); labelled examples:",
+            "",
+        ]
         lines += ["| start | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
         for start in starts:
             cells = [cell(summary.get((task, start, b))) for b in BUDGETS]
