@@ -152,7 +152,7 @@ def tokenizer_dir(runs: Path, language: str) -> Path:
 
 PRETRAINED_STEPS = {"en": 2800, "zh": 1400}
 # `albert data --seed` per language. The recorded recipe does not name one (the default, 12345),
-# but with today's builder that draw of the Chinese data stalls: held-out MLM accuracy 0.087 at
+# but with the current builder that draw of the Chinese data stalls: held-out MLM accuracy 0.087 at
 # step 1,400, where the recorded run reached 0.123 and the draw with seed 2 reaches 0.122
 # (docs/results.md). The draw is chosen on pretraining's own held-out data, never on a task's dev.
 DATA_SEEDS = {"en": 12345, "zh": 2}
