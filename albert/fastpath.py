@@ -5,7 +5,8 @@ graph) a linear layer runs as `torch.ops.mkldnn._linear_pointwise` on a copy of 
 was reordered into oneDNN's blocked layout once, instead of being re-laid-out on every call,
 with the activation applied inside the GEMM. The packed copy has the layer's own dtype: fp32
 weights give fp32 GEMMs, bf16 weights (a model loaded with ``dtype="bf16"``) bf16 GEMMs, which
-run on AVX512-BF16 / AMX units where the CPU has them.
+run on AVX512-BF16 / AMX units where the CPU has them; on a CPU where oneDNN has no bf16 GEMM at
+all (AVX2 only) bf16 models take the plain PyTorch ops.
 
 The model asks three things (see `albert.modeling`): `applies(x)`, whether to take this path for
 an activation `x`; `linear(layer, x, activation)` for one `nn.Linear`; `fused_linear(owner, x,
@@ -31,7 +32,16 @@ POST_OPS: dict[str | None, tuple[str, str]] = {
     "gelu_pytorch_tanh": ("gelu", "tanh"),
     "relu": ("relu", ""),
 }
-PACKED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _onednn_runs_bf16() -> bool:
+    """Whether oneDNN has a bf16 GEMM on this CPU (AVX512-BW/VL/DQ or AVX-NE-CONVERT). Without
+    one, packing a bf16 weight raises, so bf16 models take the plain PyTorch ops instead."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return check is not None and bool(check())
+
+
+PACKED_DTYPES = (torch.float32, torch.bfloat16) if _onednn_runs_bf16() else (torch.float32,)
 ENABLED = (
     os.environ.get("ALBERT_DISABLE_ONEDNN", "") in ("", "0")
     and torch.backends.mkldnn.is_available()
