@@ -46,6 +46,7 @@ from albert.errors import AlbertError
 from albert.hub import weights_directory
 from albert.modeling import MODEL_CLASSES, AlbertPreTrainedModel
 from albert.paths import check_output, save_guard
+from albert.quantization import cpu_has_vnni
 from albert.tokenization import SPM_FILE, VOCAB_FILE, AlbertTokenizer
 
 logger = logging.getLogger("albert")
@@ -252,7 +253,9 @@ def quantize_onnx(source: Path, target: Path, per_channel: bool = True) -> None:
     """Dynamic int8 quantisation: weights int8 ahead of time (per output channel), activations
     quantised per batch at run time. Quantised: MatMul/Gemm with a constant weight (all the
     linear layers), embedding lookups, and each fused `Attention` node, which becomes `QAttention`
-    (its Q|K|V product int8); the activation x activation products of attention stay fp32."""
+    (its Q|K|V product int8); the activation x activation products of attention stay fp32.
+    On a CPU without VNNI the weights get 7 bits, as onnxruntime advises: there its u8 x s8
+    products add up in 16 bits and saturate with full-range weights."""
     quantization = require("onnxruntime.quantization")
     logging.disable(logging.WARNING)  # the quantiser logs per-tensor notes on the root logger
     try:
@@ -261,6 +264,8 @@ def quantize_onnx(source: Path, target: Path, per_channel: bool = True) -> None:
             str(target),
             weight_type=quantization.QuantType.QInt8,
             per_channel=per_channel,
+            # without VNNI, u8 x s8 products saturate 16-bit sums; 7-bit weights avoid that
+            reduce_range=not cpu_has_vnni(),
             op_types_to_quantize=["MatMul", "Gemm", "Gather", "Attention"],
             # fused onnxruntime ops (`fuse_for_onnxruntime`) carry no type information of their own
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": require("onnx").TensorProto.FLOAT},
