@@ -562,9 +562,11 @@ Accuracy cost on a real fine-tuned model: {model}, scored on `{data}` at sequenc
 On {native} bf16 inference runs at {bf16_speed:.2f}× our fp32 at full length for
 {bf16_cost:+.2f} points of dev accuracy, which is why `--precision auto` (the CLI default) picks
 bf16 where the CPU multiplies it natively. The int8 ONNX export keeps activations at the full 8
-bits (`DynamicQuantizeLinear`, u8) and weights int8 per output channel over the full [-127, 127] —
-the u8 × s8 layout VNNI multiplies without saturation (a test checks the quantisation recorded in
-the exported graph); int8 stays within {int8_cost:.2f} points of fp32 on that model. On short padded
+bits (`DynamicQuantizeLinear`, u8) and, exported on a CPU with VNNI like this one, weights int8
+per output channel over the full [-127, 127] — the u8 × s8 layout VNNI multiplies without
+saturation; exported on a CPU without VNNI the weights get 7 bits ([-64, 64]), because AVX2's
+16-bit sums saturate (a test checks the quantisation recorded in the exported graph); int8 stays
+within {int8_cost:.2f} points of fp32 on that model. On short padded
 batches the GEMMs are small, so the bf16 units pay off far less than at full length.
 
 {machine_line(record)}
