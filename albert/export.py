@@ -43,10 +43,10 @@ from torch import Tensor, nn
 from albert.checkpoint import atomic_write
 from albert.config import CONFIG_NAME, AlbertConfig
 from albert.errors import AlbertError
+from albert.hardware import cpu_has_vnni
 from albert.hub import weights_directory
 from albert.modeling import MODEL_CLASSES, AlbertPreTrainedModel
 from albert.paths import check_output, save_guard
-from albert.quantization import cpu_has_vnni
 from albert.tokenization import SPM_FILE, VOCAB_FILE, AlbertTokenizer
 
 logger = logging.getLogger("albert")

@@ -4,7 +4,8 @@
 (AVX512-BF16 dot products or AMX tiles); without them bf16 is emulated and slower than fp32.
 `choose_precision("auto")` therefore picks bf16 where the CPU has them and fp32 elsewhere;
 "fp32" and "bf16" are explicit choices, and asking for bf16 on a CPU without native bf16 is an
-error that suggests fp32.
+error that suggests fp32. `cpu_has_vnni()` says whether int8 dot products add up in 32 bits,
+which decides whether int8 weights may use all 8 bits (`albert.quantization`, `albert.export`).
 
 The environment variable ``ALBERT_NATIVE_BF16`` overrides the detection: ``0`` behaves as a CPU
 without native bf16 (the fp32 path everywhere "auto" is used), ``1`` as one with it. Tests use it
@@ -38,6 +39,16 @@ def bf16_units() -> list[str]:
     if torch.cpu._is_amx_tile_supported():
         units.append("AMX")
     return units
+
+
+def cpu_has_vnni() -> bool:
+    """True where int8 dot products accumulate in 32 bits (AVX512-VNNI, AVX-VNNI, AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def native_bf16() -> bool:

@@ -35,21 +35,12 @@ from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 from albert.config import AlbertConfig
 from albert.errors import AlbertError
+from albert.hardware import cpu_has_vnni
 from albert.modeling import AlbertAttention, AlbertMLMHead, AlbertPreTrainedModel
 
 # measured on x86 with AVX2/AVX-512: fbgemm's int8 GEMM is the fastest of the available engines; on an
 # AMX/VNNI Xeon onednn (which can use AMX-INT8) ran the albert-base forward no faster, so fbgemm stays first
 PREFERRED_ENGINES = ("fbgemm", "x86", "onednn", "qnnpack")
-
-
-def cpu_has_vnni() -> bool:
-    """True where int8 dot products accumulate in 32 bits (AVX512-VNNI, AVX-VNNI, AMX)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 class Int8Linear(DynamicLinear):

@@ -40,9 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import albert  # noqa: E402
 from albert.config import PRESETS  # noqa: E402
 from albert.export import export_model_dir, export_onnx  # noqa: E402
-from albert.hardware import bf16_units, native_bf16  # noqa: E402
+from albert.hardware import bf16_units, cpu_has_vnni, native_bf16  # noqa: E402
 from albert.onnx_runtime import OnnxModel  # noqa: E402
-from albert.quantization import cpu_has_vnni  # noqa: E402
 from albert.tokenization import AlbertTokenizer  # noqa: E402
 from benchmarks.machine import RESULTS_DIR, command_line, cpu_flags, cpu_model, write_results  # noqa: E402
 

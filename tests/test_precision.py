@@ -203,7 +203,7 @@ def test_int8_onnx_weights_use_8_bits_with_vnni_and_7_without(tmp_path: Path) ->
     from onnx import numpy_helper
 
     from albert.export import export_onnx
-    from albert.quantization import cpu_has_vnni
+    from albert.hardware import cpu_has_vnni
 
     torch.manual_seed(0)
     path = export_onnx(

@@ -111,7 +111,8 @@ def test_callable_after_the_submodule_is_imported_and_errors() -> None:
 
 def test_full_range_activations_where_the_cpu_allows_it() -> None:
     """With VNNI the 8th activation bit is kept (fbgemm's reduce_range is only needed on AVX2)."""
-    from albert.quantization import Int8Linear, cpu_has_vnni
+    from albert.hardware import cpu_has_vnni
+    from albert.quantization import Int8Linear
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 32)
